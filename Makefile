@@ -1,0 +1,22 @@
+# flowc's everyday commands. `make test` is what CI (.ci/run) runs.
+PYTHON ?= python3
+
+.PHONY: install generate check lock test build bench
+
+install:
+	$(PYTHON) -m pip install -e ".[test]"
+
+generate:
+	flowc generate
+
+check:
+	flowc check
+
+lock:
+	flowc lock
+
+test:
+	$(PYTHON) -m pytest -n 2 tests
+
+build:
+	flowc build

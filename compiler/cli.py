@@ -1,0 +1,227 @@
+"""The `flowc` command line: argument parsing and printing only; the stages do the work."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from compiler import __version__
+from compiler.config import Project, find_project
+from compiler.diagnostics import CompileError, Diagnostic, format_diagnostics
+
+FORMATS = click.Choice(["text", "json", "github"])
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="flowc")
+def main() -> None:
+    """Compile LUME flow-of-flows specs into ordinary Prefect 1 projects."""
+
+
+def _project() -> Project:
+    return find_project()
+
+
+def _spec_paths(project: Project, specs: tuple[str, ...]) -> list[Path] | None:
+    if not specs:
+        return None
+    paths = []
+    for spec in specs:
+        path = Path(spec)
+        if not path.is_file():
+            raise click.UsageError(f"no such spec file: {spec}")
+        paths.append(path)
+    return paths
+
+
+def _fail(diagnostics: list[Diagnostic], style: str) -> None:
+    click.echo(format_diagnostics(diagnostics, style), err=style != "json")
+    count = len(set(diagnostics))
+    if style == "text":
+        click.echo(f"{count} error{'s' if count != 1 else ''}; nothing was written", err=True)
+    sys.exit(1)
+
+
+@main.command()
+@click.argument("specs", nargs=-1, type=click.Path(dir_okay=False))
+@click.option("--format", "style", type=FORMATS, default="text", help="How to print diagnostics.")
+@click.option("--watch", is_flag=True, help="Regenerate whenever specs, the lock or templates change.")
+def generate(specs: tuple[str, ...], style: str, watch: bool) -> None:
+    """Compile specs (default: every specs/*.yaml) into generated/; writes only what changed."""
+    project = _project()
+    if watch:
+        from compiler.watch import watch_and_generate
+
+        watch_and_generate(project, _spec_paths(project, specs), style)
+        return
+    code = run_generate(project, _spec_paths(project, specs), style)
+    sys.exit(code)
+
+
+def run_generate(project: Project, spec_paths: list[Path] | None, style: str, quiet: bool = False) -> int:
+    """One generate pass; returns the exit code. Shared by `generate`, `--watch` and `build`."""
+    from filelock import FileLock
+
+    from compiler.output import build_tree, load_lock, write_tree
+
+    try:
+        lock = load_lock(project)
+    except CompileError as error:
+        _fail(error.diagnostics, style)
+    state = project.root / ".flowc"
+    state.mkdir(exist_ok=True)
+    with FileLock(str(state / "generate.lock")):
+        tree = build_tree(project, spec_paths, lock)
+        if tree.diagnostics:
+            _fail(tree.diagnostics, style)
+        report = write_tree(project, tree)
+    if not quiet:
+        for path in report.written:
+            click.echo(f"wrote {path}")
+        for path in report.removed:
+            click.echo(f"removed {path}")
+        click.echo(
+            f"{tree.specs} spec{'s' if tree.specs != 1 else ''}: {len(report.written)} file(s) written, "
+            f"{report.unchanged} unchanged, {len(report.removed)} removed"
+        )
+    return 0
+
+
+@main.command()
+@click.argument("specs", nargs=-1, type=click.Path(dir_okay=False))
+@click.option("--format", "style", type=FORMATS, default="text", help="How to print diagnostics.")
+def check(specs: tuple[str, ...], style: str) -> None:
+    """Write nothing; print a diff for every stale, missing or orphaned file and a drifted lock."""
+    from compiler.lock import drifted, render_lock
+    from compiler.output import build_tree, diff_tree, load_lock, unified_diff
+
+    project = _project()
+    try:
+        lock = load_lock(project)
+    except CompileError as error:
+        _fail(error.diagnostics, style)
+    tree = build_tree(project, _spec_paths(project, specs), lock)
+    if tree.diagnostics:
+        _fail(tree.diagnostics, style)
+    diffs = diff_tree(project, tree)
+    from compiler.lock import ensure_importable
+
+    ensure_importable(project.root)
+    drift = drifted(lock)
+    for note in drift.notes:
+        click.echo(f"note: {note}", err=True)
+    for error in drift.errors:
+        click.echo(f"{project.relative(project.lock_path)}: error: {error}", err=True)
+    if drift.lock is not None:
+        current = project.lock_path.read_text(encoding="utf-8")
+        diffs.append(unified_diff(project.relative(project.lock_path), current, render_lock(drift.lock.flows.values())))
+    if diffs:
+        click.echo("".join(diffs), nl=False)
+    if diffs or drift.errors:
+        stale = len(diffs)
+        click.echo(
+            f"{stale} generated file(s) or lock out of date; run `flowc generate` (and `flowc lock` for the lock)",
+            err=True,
+        )
+        sys.exit(1)
+    click.echo(f"{tree.specs} spec(s) up to date", err=True)
+
+
+@main.command()
+def lock() -> None:
+    """(Re)write the lock from each composing flow's source (or the Prefect backend)."""
+    from compiler.lock import Wanted, ensure_importable, relock, render_lock
+    from compiler.output import load_lock
+    from compiler.spec import parse_spec
+
+    project = _project()
+    ensure_importable(project.root)
+    problems: list[Diagnostic] = []
+    wanted: list[Wanted] = []
+    for path in project.spec_files():
+        display = project.relative(path)
+        try:
+            parsed = parse_spec(path.read_text(encoding="utf-8"), display)
+        except CompileError as error:
+            problems.extend(error.diagnostics)
+            continue
+        for index, flow in enumerate(parsed.spec.composing_flows):
+            where = parsed.where.at(("composing_flows", index, "source" if flow.source else "name"), "")
+            wanted.append(Wanted(flow.project_name, flow.name, flow.source, where))
+    try:
+        current = load_lock(project)
+    except CompileError as error:
+        problems.extend(error.diagnostics)
+        current = None
+    if problems:
+        _fail(problems, "text")
+    flows, problems = relock(wanted, current)
+    if problems:
+        _fail(problems, "text")
+    text = render_lock(flows)
+    display = project.relative(project.lock_path)
+    if project.lock_path.exists() and project.lock_path.read_text(encoding="utf-8") == text:
+        click.echo(f"{display} is up to date ({len(flows)} flows)")
+        return
+    from compiler.output import atomic_write
+
+    atomic_write(project.lock_path, text)
+    click.echo(f"wrote {display} ({len(flows)} flows)")
+
+
+@main.command()
+@click.argument("spec", type=click.Path(exists=True, dir_okay=False))
+@click.option("--format", "fmt", type=click.Choice(["mermaid", "dot"]), default="mermaid")
+def graph(spec: str, fmt: str) -> None:
+    """Print the composition graph of SPEC."""
+    from compiler.render import dot, mermaid
+
+    plan = _plan_or_fail(spec)
+    click.echo(mermaid(plan) if fmt == "mermaid" else dot(plan))
+
+
+def _plan_or_fail(spec: str):  # noqa: ANN202 - returns compiler.plan.Plan
+    from compiler.compile import compile_plan
+    from compiler.output import load_lock
+
+    project = _project()
+    path = Path(spec)
+    try:
+        return compile_plan(path.read_text(encoding="utf-8"), project.relative(path), load_lock(project))
+    except CompileError as error:
+        _fail(error.diagnostics, "text")
+
+
+@main.command()
+def schema() -> None:
+    """Print the JSON Schema of the spec format (for editors)."""
+    from compiler.spec import spec_json_schema
+
+    click.echo(json.dumps(spec_json_schema(), indent=2, sort_keys=True))
+
+
+@main.command(context_settings={"ignore_unknown_options": False})
+@click.argument("spec", type=click.Path(exists=True, dir_okay=False))
+@click.option("-p", "--param", "params", multiple=True, metavar="ALIAS-PARAM=VALUE", help="A composite parameter.")
+@click.option("--json", "as_json", is_flag=True, help="Print the run summary as one JSON object.")
+def run(spec: str, params: tuple[str, ...], as_json: bool) -> None:
+    """Run SPEC's generated flow on this machine, each child in-process from its source."""
+    from compiler.runner import run_command
+
+    sys.exit(run_command(_project(), Path(spec), params, as_json))
+
+
+@main.command()
+@click.argument("specs", nargs=-1, type=click.Path(dir_okay=False))
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Write what would be registered.")
+@click.option("--no-image", is_flag=True, help="Skip building and pushing images.")
+@click.option("--no-register", is_flag=True, help="Skip registering with Prefect.")
+def build(specs: tuple[str, ...], json_path: str | None, no_image: bool, no_register: bool) -> None:
+    """Generate, build each image, push it, and register each flow with Prefect."""
+    from compiler.build import build_command
+
+    project = _project()
+    sys.exit(build_command(project, _spec_paths(project, specs), json_path, no_image, no_register))

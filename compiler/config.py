@@ -1,0 +1,53 @@
+"""Where things are: `[tool.flowc]` of pyproject.toml, relative to the project root."""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+DEFAULTS = {"specs": "specs", "generated": "generated", "lock": "specs/flows.lock.yaml"}
+
+
+@dataclass(frozen=True)
+class Project:
+    root: Path
+    specs_dir: Path
+    generated_dir: Path
+    lock_path: Path
+
+    def relative(self, path: Path) -> str:
+        """A path as headers and diagnostics show it: relative to the root, with '/'."""
+        resolved = path.resolve()
+        try:
+            return resolved.relative_to(self.root).as_posix()
+        except ValueError:
+            return path.as_posix()
+
+    def spec_files(self) -> list[Path]:
+        """Every spec in specs/, in a stable order; the lock is not a spec."""
+        lock = self.lock_path.resolve()
+        return sorted(
+            p
+            for pattern in ("*.yaml", "*.yml")
+            for p in self.specs_dir.glob(pattern)
+            if p.resolve() != lock
+        )
+
+
+def find_project(start: Path | None = None) -> Project:
+    """The nearest directory upwards with a pyproject.toml (else the start) is the root."""
+    here = (start or Path.cwd()).resolve()
+    root = next((d for d in (here, *here.parents) if (d / "pyproject.toml").is_file()), here)
+    settings = dict(DEFAULTS)
+    pyproject = root / "pyproject.toml"
+    if pyproject.is_file():
+        with pyproject.open("rb") as handle:
+            table = tomllib.load(handle).get("tool", {}).get("flowc", {})
+        settings.update({k: str(v) for k, v in table.items() if k in DEFAULTS})
+    return Project(
+        root=root,
+        specs_dir=root / settings["specs"],
+        generated_dir=root / settings["generated"],
+        lock_path=root / settings["lock"],
+    )

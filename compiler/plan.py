@@ -1,0 +1,471 @@
+"""Spec + lock -> Plan: the steps in order, their composite parameters and mapped inputs.
+
+Every decision about the generated project is taken here; rendering only lays it out.
+"""
+
+from __future__ import annotations
+
+import graphlib
+import keyword
+import re
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+from compiler.diagnostics import CompileError, Diagnostic, did_you_mean
+from compiler.lock import FlowInterface, Lock
+from compiler.spec import ComposingFlow, MappedParameter, ParsedSpec, Path
+
+# Names the generated module defines or imports; no spec-derived variable may shadow them.
+RESERVED_NAMES = frozenset(
+    {
+        "flow",
+        "Flow",
+        "Parameter",
+        "IMAGE",
+        "LABELS",
+        "LocalDaskExecutor",
+        "DockerRun",
+        "KubernetesRun",
+        "Local",
+        "create_flow_run",
+        "wait_for_flow_run",
+        "get_task_run_result",
+        "load_db_result",
+    }
+)
+
+
+@dataclass(frozen=True)
+class CompositeParameter:
+    """A child parameter exposed on the composite flow as `<alias>-<param>` (LUME's renaming)."""
+
+    name: str
+    variable: str
+    step: str
+    child_parameter: str
+    default: Any
+    required: bool
+    overridden: bool
+
+
+@dataclass(frozen=True)
+class MappedInput:
+    """A child parameter fed from a parent's task result."""
+
+    parameter: str
+    variable: str
+    parent: str
+    task_name: str
+    task_slug: str
+    map_type: str
+    attribute_index: tuple[str | int, ...]
+
+
+@dataclass(frozen=True)
+class Step:
+    """One child flow run of the composition."""
+
+    alias: str
+    flow_name: str
+    project_name: str
+    source: str | None
+    parameters: tuple[CompositeParameter, ...]
+    inputs: tuple[MappedInput, ...]
+    depends_on: tuple[str, ...]
+    upstream: tuple[str, ...]
+    arguments: tuple[tuple[str, str], ...]
+
+    @property
+    def run_variable(self) -> str:
+        return f"{self.alias}_run"
+
+    @property
+    def done_variable(self) -> str:
+        return f"{self.alias}_done"
+
+
+@dataclass(frozen=True)
+class Edge:
+    parent: str
+    child: str
+    label: str
+    map_type: str | None
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Everything the generated project says, decided."""
+
+    name: str
+    spec_path: str
+    project_name: str
+    labels: tuple[str, ...]
+    image_repository: str
+    image_tag: str
+    base_image: str
+    run_config: str
+    env: tuple[tuple[str, str], ...]
+    steps: tuple[Step, ...]
+    inputs_digest: str
+
+    @property
+    def image(self) -> str:
+        return f"{self.image_repository}:{self.image_tag}"
+
+    @property
+    def parameters(self) -> tuple[CompositeParameter, ...]:
+        return tuple(p for step in self.steps for p in step.parameters)
+
+    @property
+    def edges(self) -> tuple[Edge, ...]:
+        """Data edges (one per mapping) then order-only edges, in step order."""
+        edges = []
+        for step in self.steps:
+            for mapped in step.inputs:
+                edges.append(Edge(mapped.parent, step.alias, mapped.parameter, mapped.map_type))
+            for parent in step.depends_on:
+                edges.append(Edge(parent, step.alias, "depends_on", None))
+        return tuple(edges)
+
+    def step(self, alias: str) -> Step:
+        return next(s for s in self.steps if s.alias == alias)
+
+
+def build_plan(parsed: ParsedSpec, lock: Lock, inputs_digest: str) -> Plan:
+    """Resolve a validated spec against the lock; raises CompileError with every problem."""
+    return _Planner(parsed, lock).plan(inputs_digest)
+
+
+class _Planner:
+    def __init__(self, parsed: ParsedSpec, lock: Lock) -> None:
+        self.spec = parsed.spec
+        self.where = parsed.where
+        self.lock = lock
+        self.problems: list[Diagnostic] = []
+
+    def error(self, path: Path, message: str, *, key: bool = False) -> None:
+        self.problems.append(self.where.at(path, message, key=key))
+
+    def plan(self, inputs_digest: str) -> Plan:
+        flows = self.spec.composing_flows
+        aliases = self._aliases(flows)
+        interfaces = {i: self._interface(i, flow) for i, flow in enumerate(flows)}
+        upstream: dict[int, dict[int, Path]] = {i: {} for i in range(len(flows))}
+        steps_inputs: dict[int, tuple[MappedInput, ...]] = {}
+        for index, flow in enumerate(flows):
+            base: Path = ("composing_flows", index)
+            inputs = []
+            for param_name, mapped in flow.mapped_parameters.items():
+                path = base + ("mapped_parameters", param_name)
+                resolved = self._mapped_input(index, flow, param_name, mapped, path, aliases, interfaces)
+                if resolved is not None:
+                    parent_index, mapped_input = resolved
+                    upstream[index].setdefault(parent_index, path + ("parent_flow_name",))
+                    inputs.append(mapped_input)
+            steps_inputs[index] = tuple(inputs)
+            for position, parent_name in enumerate(flow.depends_on):
+                path = base + ("depends_on", position)
+                parent_index = self._resolve_step(parent_name, path, aliases, flows)
+                if parent_index is not None:
+                    upstream[index].setdefault(parent_index, path)
+        order = self._order(flows, upstream)
+        steps = []
+        for index in order:
+            steps.append(
+                self._step(index, flows[index], interfaces[index], steps_inputs[index], upstream[index], order)
+            )
+        self._check_names(steps)
+        if self.problems:
+            raise CompileError(self.problems)
+        return Plan(
+            name=self.spec.name,
+            spec_path=self.where.path,
+            project_name=self.spec.project_name,
+            labels=tuple(self.spec.labels),
+            image_repository=self.spec.image_repository,
+            image_tag=inputs_digest.removeprefix("sha256:")[:16],
+            base_image=self.spec.base_image,
+            run_config=self.spec.run_config,
+            env=tuple(sorted(self.spec.env.items())),
+            steps=tuple(steps),
+            inputs_digest=inputs_digest,
+        )
+
+    # Names ------------------------------------------------------------------------------------
+
+    def _aliases(self, flows: list[ComposingFlow]) -> dict[str, int]:
+        aliases: dict[str, int] = {}
+        for index, flow in enumerate(flows):
+            alias = flow.step_name
+            path: Path = ("composing_flows", index, "alias" if flow.alias else "name")
+            if flow.alias is None and not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", flow.name):
+                self.error(path, f"flow name {flow.name!r} is not a valid step name; give this step an `alias:`")
+                continue
+            if alias in aliases:
+                first = aliases[alias]
+                self.error(
+                    path,
+                    f"duplicate step {alias!r} (also composing_flows[{first}]); give one of them another `alias:`",
+                )
+                continue
+            aliases[alias] = index
+        return aliases
+
+    def _resolve_step(
+        self, reference: str, path: Path, aliases: dict[str, int], flows: list[ComposingFlow] | None = None
+    ) -> int | None:
+        flows = flows if flows is not None else self.spec.composing_flows
+        if reference in aliases:
+            return aliases[reference]
+        by_name = [i for i, flow in enumerate(flows) if flow.name == reference and flow.step_name in aliases]
+        if len(by_name) == 1:
+            return by_name[0]
+        if len(by_name) > 1:
+            names = ", ".join(repr(flows[i].step_name) for i in by_name)
+            self.error(path, f"{reference!r} is composed more than once ({names}); name the step by its alias")
+            return None
+        self.error(path, f"flow {reference!r} is not a step of this spec{did_you_mean(reference, aliases)}")
+        return None
+
+    def _interface(self, index: int, flow: ComposingFlow) -> FlowInterface | None:
+        interface = self.lock.get(flow.project_name, flow.name)
+        if interface is None:
+            hint = "run `flowc lock`" if flow.source else "add a `source:` and run `flowc lock`"
+            self.error(
+                ("composing_flows", index, "name"),
+                f"flow {flow.lock_key!r} is not in the lock ({self.lock.path}); {hint}",
+            )
+        return interface
+
+    # Mappings ---------------------------------------------------------------------------------
+
+    def _mapped_input(
+        self,
+        index: int,
+        flow: ComposingFlow,
+        param_name: str,
+        mapped: MappedParameter,
+        path: Path,
+        aliases: dict[str, int],
+        interfaces: dict[int, FlowInterface | None],
+    ) -> tuple[int, MappedInput] | None:
+        child = interfaces[index]
+        ok = True
+        if child is not None and child.parameter(param_name) is None:
+            names = [p.name for p in child.parameters]
+            self.error(
+                path,
+                f"flow {flow.name!r} has no parameter {param_name!r}{did_you_mean(param_name, names)}",
+                key=True,
+            )
+            ok = False
+        if param_name in flow.parameters:
+            self.error(
+                ("composing_flows", index, "parameters", param_name),
+                f"parameter {param_name!r} is mapped from another flow; a default for it has no effect",
+                key=True,
+            )
+            ok = False
+        attribute_index = mapped.full_attribute_index
+        if mapped.map_type == "db" and not attribute_index:
+            self.error(path + ("map_type",), "a db mapping needs `attribute_index` (e.g. [outputs, end_norm_emit_x])")
+            ok = False
+        if mapped.map_type != "db" and attribute_index:
+            key = "attribute_index" if mapped.attribute_index is not None else "attribute"
+            self.error(path + (key,), f"`{key}` applies to db mappings only (this one is {mapped.map_type})", key=True)
+            ok = False
+        parent_index = self._resolve_step(mapped.parent_flow_name, path + ("parent_flow_name",), aliases)
+        if parent_index is None:
+            return None
+        parent_flow = self.spec.composing_flows[parent_index]
+        if mapped.parent_project_name is not None and mapped.parent_project_name != parent_flow.project_name:
+            self.error(
+                path + ("parent_project_name",),
+                f"parent_project_name {mapped.parent_project_name!r} does not match "
+                f"{parent_flow.step_name!r}'s project {parent_flow.project_name!r}",
+            )
+            ok = False
+        task = self._parent_task(mapped, path, parent_flow, interfaces[parent_index])
+        if task is None or not ok:
+            return parent_index, _placeholder(param_name, flow.step_name, parent_flow.step_name, mapped)
+        task_name, task_slug = task
+        return parent_index, MappedInput(
+            parameter=param_name,
+            variable=_variable(flow.step_name, param_name),
+            parent=parent_flow.step_name,
+            task_name=task_name,
+            task_slug=task_slug,
+            map_type=mapped.map_type,
+            attribute_index=attribute_index,
+        )
+
+    def _parent_task(
+        self, mapped: MappedParameter, path: Path, parent_flow: ComposingFlow, parent: FlowInterface | None
+    ) -> tuple[str, str] | None:
+        if (mapped.parent_task_name is None) == (mapped.parent_task_slug is None):
+            which = "both" if mapped.parent_task_name else "neither"
+            self.error(path, f"give exactly one of parent_task_name and parent_task_slug ({which} given)")
+            return None
+        if parent is None:
+            return None
+        parent_label = parent_flow.step_name
+        if mapped.parent_task_slug is not None:
+            slug = mapped.parent_task_slug
+            task = parent.task_with_slug(slug)
+            if task is None:
+                slugs = [s for t in parent.tasks for s in t.slugs]
+                self.error(
+                    path + ("parent_task_slug",),
+                    f"flow {parent_label!r} has no task with slug {slug!r}{did_you_mean(slug, slugs)}",
+                )
+                return None
+        else:
+            task_name = mapped.parent_task_name or ""
+            task = parent.task_named(task_name)
+            if task is None:
+                names = [t.name for t in parent.tasks]
+                self.error(
+                    path + ("parent_task_name",),
+                    f"flow {parent_label!r} has no task {task_name!r}{did_you_mean(task_name, names)}",
+                )
+                return None
+            if len(task.slugs) > 1:
+                self.error(
+                    path + ("parent_task_name",),
+                    f"task {task_name!r} of {parent_label!r} has several slugs ({', '.join(task.slugs)}); "
+                    "choose one with parent_task_slug",
+                )
+                return None
+            slug = task.slugs[0]
+        if not task.persists_result:
+            kind = task.result_type or "no result"
+            self.error(
+                path + ("parent_task_slug" if mapped.parent_task_slug else "parent_task_name",),
+                f"task {task.name!r} of {parent_label!r} does not persist a result another flow run can load "
+                f"({kind}); give it result=PrefectResult() (or another shared Result) and checkpoint=True",
+            )
+            return None
+        return task.name, slug
+
+    # Order ------------------------------------------------------------------------------------
+
+    def _order(self, flows: list[ComposingFlow], upstream: dict[int, dict[int, Path]]) -> list[int]:
+        """Topological order; ties keep the YAML order so the output reads like the spec."""
+        sorter: graphlib.TopologicalSorter[int] = graphlib.TopologicalSorter()
+        for index in range(len(flows)):
+            sorter.add(index, *sorted(upstream[index]))
+        try:
+            sorter.prepare()
+        except graphlib.CycleError as error:
+            cycle: list[int] = error.args[1]
+            names = " -> ".join(flows[i].step_name for i in cycle)
+            closing_child, closing_parent = cycle[-1], cycle[-2]
+            path = upstream[closing_child].get(closing_parent, ("composing_flows", closing_child))
+            self.error(path, f"cycle: {names}")
+            return list(range(len(flows)))
+        order = []
+        while sorter.is_active():
+            ready = sorted(sorter.get_ready())
+            for index in ready:
+                order.append(index)
+                sorter.done(index)
+        return order
+
+    # Steps ------------------------------------------------------------------------------------
+
+    def _step(
+        self,
+        index: int,
+        flow: ComposingFlow,
+        interface: FlowInterface | None,
+        inputs: tuple[MappedInput, ...],
+        upstream: dict[int, Path],
+        order: list[int],
+    ) -> Step:
+        alias = flow.step_name
+        flows = self.spec.composing_flows
+        known = {p.name for p in interface.parameters} if interface else set()
+        for param_name in flow.parameters:
+            if interface is not None and param_name not in known:
+                self.error(
+                    ("composing_flows", index, "parameters", param_name),
+                    f"flow {flow.name!r} has no parameter {param_name!r}{did_you_mean(param_name, known)}",
+                    key=True,
+                )
+        mapped_names = {m.parameter for m in inputs} | set(flow.mapped_parameters)
+        composite = []
+        arguments = []
+        for parameter in interface.parameters if interface else ():
+            if parameter.name in mapped_names:
+                arguments.append((parameter.name, _variable(alias, parameter.name)))
+                continue
+            overridden = parameter.name in flow.parameters
+            default = flow.parameters[parameter.name] if overridden else parameter.default
+            variable = _variable(alias, parameter.name)
+            composite.append(
+                CompositeParameter(
+                    name=f"{alias}-{parameter.name}",
+                    variable=variable,
+                    step=alias,
+                    child_parameter=parameter.name,
+                    default=default,
+                    required=parameter.required and not overridden,
+                    overridden=overridden,
+                )
+            )
+            arguments.append((parameter.name, variable))
+        position = {step: rank for rank, step in enumerate(order)}
+        depends_on = []
+        for parent_index in upstream:
+            parent_alias = flows[parent_index].step_name
+            if not any(m.parent == parent_alias for m in inputs):
+                depends_on.append(parent_index)
+        return Step(
+            alias=alias,
+            flow_name=flow.name,
+            project_name=flow.project_name,
+            source=flow.source or (interface.source if interface else None),
+            parameters=tuple(composite),
+            inputs=inputs,
+            depends_on=tuple(flows[i].step_name for i in sorted(depends_on, key=position.__getitem__)),
+            upstream=tuple(flows[i].step_name for i in sorted(upstream, key=position.__getitem__)),
+            arguments=tuple(arguments),
+        )
+
+    def _check_names(self, steps: list[Step]) -> None:
+        """Every Python name the module defines must be unique and not shadow an import."""
+        seen: dict[str, str] = {}
+        for step in steps:
+            index = next(i for i, f in enumerate(self.spec.composing_flows) if f.step_name == step.alias)
+            for variable, what in _names_of(step):
+                if variable in RESERVED_NAMES or keyword.iskeyword(variable):
+                    self.error(
+                        ("composing_flows", index),
+                        f"{what} would be the Python name {variable!r}, which flowc reserves; choose another alias",
+                    )
+                elif variable in seen:
+                    self.error(
+                        ("composing_flows", index),
+                        f"{what} and {seen[variable]} both become the Python name {variable!r}; "
+                        "choose another alias",
+                    )
+                else:
+                    seen[variable] = what
+
+
+def _names_of(step: Step) -> Iterator[tuple[str, str]]:
+    yield step.run_variable, f"the run of step {step.alias!r}"
+    yield step.done_variable, f"the wait for step {step.alias!r}"
+    for parameter in step.parameters:
+        yield parameter.variable, f"composite parameter {parameter.name!r}"
+    for mapped in step.inputs:
+        yield mapped.variable, f"the mapped value {step.alias}.{mapped.parameter}"
+
+
+def _variable(alias: str, parameter: str) -> str:
+    return f"{alias}_{re.sub(r'[^A-Za-z0-9_]', '_', parameter)}"
+
+
+def _placeholder(param_name: str, alias: str, parent: str, mapped: MappedParameter) -> MappedInput:
+    """Stands in for an invalid mapping so later checks still run; the plan is never emitted."""
+    return MappedInput(param_name, _variable(alias, param_name), parent, "", "", mapped.map_type, ())

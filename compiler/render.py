@@ -1,0 +1,231 @@
+"""Plan -> {relative path: text}: Jinja2 lays out what the plan decided, black formats the Python.
+
+Every value that comes from a spec reaches flow.py as a Python literal built by `repr` (strings,
+numbers, lists, dicts of those), never as raw text.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+from typing import TYPE_CHECKING, Any
+
+from compiler.fingerprint import TEMPLATES_DIR, header_lines
+from compiler.plan import MappedInput, Plan, Step
+
+if TYPE_CHECKING:
+    import jinja2
+
+SCRIPT_PATH = "/opt/flowc/flow.py"
+RUN_CONFIG_CLASSES = {"docker": "DockerRun", "kubernetes": "KubernetesRun"}
+
+
+def render_plan(plan: Plan) -> dict[str, str]:
+    """The generated project's files, relative to generated/<name>/."""
+    bodies = {
+        "flow.py": _format_python(_template("flow.py.j2").render(_flow_view(plan))),
+        "Dockerfile": _template("Dockerfile.j2").render(_dockerfile_view(plan)),
+        "README.md": _template("README.md.j2").render(_readme_view(plan)),
+    }
+    return {
+        name: header_lines(plan.spec_path, plan.inputs_digest, body, comment="<!--" if name.endswith(".md") else "#")
+        + body
+        for name, body in bodies.items()
+    }
+
+
+@lru_cache(maxsize=1)
+def _environment() -> jinja2.Environment:
+    import jinja2
+
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(TEMPLATES_DIR)),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        autoescape=False,
+    )
+
+
+def _template(name: str) -> jinja2.Template:
+    return _environment().get_template(name)
+
+
+def _format_python(source: str) -> str:
+    import black
+
+    mode = black.Mode(target_versions={black.TargetVersion.PY310}, line_length=100)
+    return black.format_str(source, mode=mode)
+
+
+def literal(value: Any) -> str:
+    """A Python literal for a JSON-like value; the only way spec values enter flow.py."""
+    if isinstance(value, (str, int, float, bool, type(None))):
+        return repr(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(literal(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{literal(k)}: {literal(v)}" for k, v in value.items()) + "}"
+    raise TypeError(f"not a JSON-like value: {type(value).__name__}")
+
+
+def _comment(text: str) -> str:
+    """Text for a `#` comment: one line, whatever the spec held."""
+    return " ".join(text.split())
+
+
+# flow.py ----------------------------------------------------------------------------------------
+
+
+def _flow_view(plan: Plan) -> dict[str, Any]:
+    names = ", ".join(step.alias for step in plan.steps)
+    return {
+        "docstring": _comment(f"{plan.name}: a flow of flows over {names}.").replace('"', "'"),
+        "spec_path": plan.spec_path,
+        "run_config_class": RUN_CONFIG_CLASSES[plan.run_config],
+        "uses_db_loader": any(m.map_type == "db" for s in plan.steps for m in s.inputs),
+        "image": literal(plan.image),
+        "labels": literal(list(plan.labels)),
+        "env": literal(dict(plan.env)) if plan.env else "",
+        "flow_name": literal(plan.name),
+        "script_path": literal(SCRIPT_PATH),
+        "steps": [_step_view(number, step, plan) for number, step in enumerate(plan.steps, start=1)],
+    }
+
+
+def _step_view(number: int, step: Step, plan: Plan) -> dict[str, Any]:
+    title = f"{number}. {step.alias}: {step.project_name}/{step.flow_name}"
+    if step.upstream:
+        title += ", after " + ", ".join(step.upstream)
+    comments = [f"depends on {', '.join(step.depends_on)} (order only)"] if step.depends_on else []
+    return {
+        "title": _comment(title),
+        "comments": comments,
+        "parameters": [
+            {
+                "variable": p.variable,
+                "name": literal(p.name),
+                "default": "required=True" if p.required else f"default={literal(p.default)}",
+            }
+            for p in step.parameters
+        ],
+        "inputs": [_input_view(step, mapped, plan) for mapped in step.inputs],
+        "run_variable": step.run_variable,
+        "done_variable": step.done_variable,
+        "flow_name": literal(step.flow_name),
+        "project_name": literal(step.project_name),
+        "arguments": [{"name": literal(name), "variable": variable} for name, variable in step.arguments],
+        "run_task_name": literal(f"run {step.alias}"),
+        "wait_task_name": literal(f"wait for {step.alias}"),
+        "upstream": [plan.step(alias).done_variable for alias in step.upstream],
+    }
+
+
+def _input_view(step: Step, mapped: MappedInput, plan: Plan) -> dict[str, str]:
+    parent = plan.step(mapped.parent)
+    result = (
+        f"get_task_run_result({parent.run_variable}, {literal(mapped.task_slug)}, "
+        f"upstream_tasks=[{parent.done_variable}])"
+    )
+    comment = f"{mapped.parameter} <- {mapped.parent}.{mapped.task_name} ({mapped.map_type}"
+    if mapped.map_type == "db":
+        comment += f", attribute_index {json.dumps(list(mapped.attribute_index))}"
+        result = f"load_db_result({result}, attribute_index={literal(list(mapped.attribute_index))})"
+    return {"variable": mapped.variable, "expression": result, "comment": _comment(comment + ")")}
+
+
+# Dockerfile -------------------------------------------------------------------------------------
+
+
+def _dockerfile_view(plan: Plan) -> dict[str, Any]:
+    # Only validated names reach the Dockerfile: an identifier, a checked image reference, a
+    # checked spec path and a hex digest.
+    return {
+        "name": plan.name,
+        "base_image": plan.base_image,
+        "script_path": SCRIPT_PATH,
+        "spec_path": plan.spec_path,
+        "inputs_digest": plan.inputs_digest,
+    }
+
+
+# README.md --------------------------------------------------------------------------------------
+
+
+def _readme_view(plan: Plan) -> dict[str, Any]:
+    return {
+        "name": plan.name,
+        "spec_path": plan.spec_path,
+        "spec_link": "../../" + plan.spec_path,
+        "project_name": _md(plan.project_name),
+        "step_count": len(plan.steps),
+        "mermaid": mermaid(plan),
+        "step_rows": [
+            {
+                "number": number,
+                "alias": step.alias,
+                "flow": _md(f"{step.project_name}/{step.flow_name}"),
+                "after": ", ".join(f"`{a}`" for a in step.upstream) or "start",
+            }
+            for number, step in enumerate(plan.steps, start=1)
+        ],
+        "parameter_rows": [
+            {
+                "name": _md(p.name),
+                "default": "" if p.required else f"`{_md(json.dumps(p.default))}`",
+                "required": "yes" if p.required else "no",
+            }
+            for p in plan.parameters
+        ],
+        "mapping_rows": [
+            {
+                "target": _md(f"{step.alias}.{m.parameter}"),
+                "source": _md(f"{m.parent}.{m.task_name}"),
+                "slug": _md(m.task_slug),
+                "map_type": m.map_type,
+                "attribute_index": f"`{_md(json.dumps(list(m.attribute_index)))}`" if m.attribute_index else "",
+            }
+            for step in plan.steps
+            for m in step.inputs
+        ],
+        "image": plan.image,
+        "base_image": plan.base_image,
+        "run_config_class": RUN_CONFIG_CLASSES[plan.run_config],
+        "labels": ", ".join(f"`{_md(label)}`" for label in plan.labels),
+        "script_path": SCRIPT_PATH,
+    }
+
+
+def _md(text: str) -> str:
+    """Text for a Markdown table cell inside backticks."""
+    return text.replace("|", "\\|").replace("`", "'").replace("\n", " ")
+
+
+def mermaid(plan: Plan) -> str:
+    """The composition as a Mermaid flowchart: a node per step, an edge per mapping."""
+    lines = ["flowchart LR"]
+    for step in plan.steps:
+        lines.append(f'    {step.alias}["{_mermaid_text(step.alias)}<br/>{_mermaid_text(step.flow_name)}"]')
+    for edge in plan.edges:
+        label = edge.label if edge.map_type is None else f"{edge.label} ({edge.map_type})"
+        arrow = "-.->" if edge.map_type is None else "-->"
+        lines.append(f'    {edge.parent} {arrow}|"{_mermaid_text(label)}"| {edge.child}')
+    return "\n".join(lines)
+
+
+def dot(plan: Plan) -> str:
+    """The composition as Graphviz DOT."""
+    lines = [f"digraph {json.dumps(plan.name)} {{", "    rankdir=LR;"]
+    for step in plan.steps:
+        lines.append(f"    {json.dumps(step.alias)} [label={json.dumps(step.alias + chr(10) + step.flow_name)}];")
+    for edge in plan.edges:
+        label = edge.label if edge.map_type is None else f"{edge.label} ({edge.map_type})"
+        style = ", style=dashed" if edge.map_type is None else ""
+        lines.append(f"    {json.dumps(edge.parent)} -> {json.dumps(edge.child)} [label={json.dumps(label)}{style}];")
+    lines.append("}")
+    return "\n".join(lines)
+
+
+def _mermaid_text(text: str) -> str:
+    return "".join(f"#{ord(c)};" if c in '"<>#&' else c for c in text)

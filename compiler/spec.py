@@ -1,0 +1,402 @@
+"""YAML text -> Spec: the flow-of-flows spec model, with the source position of every value."""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from typing import Annotated, Any, Literal, Union
+
+import pydantic
+import yaml
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictInt,
+    StrictStr,
+    ValidationError,
+)
+
+from compiler.diagnostics import CompileError, Diagnostic, did_you_mean
+
+DEFAULT_BASE_IMAGE = "prefecthq/prefect:1.4.1-python3.10"
+DEFAULT_LABELS = ("lume-services",)
+
+# Bounds that keep hostile YAML (alias bombs, deep nesting, huge files) cheap to reject.
+MAX_SPEC_BYTES = 2 * 1024 * 1024
+MAX_NODES = 200_000
+MAX_DEPTH = 64
+
+Path = tuple[Union[str, int], ...]
+
+IDENTIFIER = re.compile(r"[A-Za-z][A-Za-z0-9_]*\Z")
+# Prefect names, labels and project names: printable, no quotes or shell/template metacharacters.
+PREFECT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9 ._-]{0,99}\Z")
+LABEL = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/-]{0,62}\Z")
+TASK_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9 ._:/<>-]{0,199}\Z")
+MODULE_ATTR = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*\Z")
+ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+# Docker's reference grammar, restricted to what a Dockerfile FROM line can hold safely.
+_DOMAIN = r"(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*(?::[0-9]+)?/)"
+_REPO = r"[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*)*"
+IMAGE_REPOSITORY = re.compile(rf"{_DOMAIN}?{_REPO}\Z")
+IMAGE_REFERENCE = re.compile(
+    rf"{_DOMAIN}?{_REPO}(?::[A-Za-z0-9_][A-Za-z0-9_.-]{{0,127}})?(?:@sha256:[a-f0-9]{{64}})?\Z"
+)
+
+
+def _matching(pattern: re.Pattern[str], what: str) -> AfterValidator:
+    def check(value: str) -> str:
+        if not pattern.match(value):
+            raise ValueError(f"{value!r} is not a valid {what}")
+        return value
+
+    return AfterValidator(check)
+
+
+def _image_repository(value: str) -> str:
+    if IMAGE_REPOSITORY.match(value):
+        return value
+    if IMAGE_REFERENCE.match(value):
+        raise ValueError(
+            f"{value!r}: give the image repository without a tag; flowc computes the tag"
+        )
+    raise ValueError(f"{value!r} is not a valid image repository")
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError("parameter values must be finite numbers (no .inf or .nan)")
+    if isinstance(value, list):
+        return [_json_value(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _json_value(v) for k, v in value.items()}
+    return value
+
+
+Identifier = Annotated[StrictStr, _matching(IDENTIFIER, "name (letters, digits, '_'; starts with a letter)")]
+PrefectName = Annotated[StrictStr, _matching(PREFECT_NAME, "Prefect name (letters, digits, ' ._-')")]
+Label = Annotated[StrictStr, _matching(LABEL, "label (letters, digits, '._/-')")]
+TaskName = Annotated[StrictStr, _matching(TASK_NAME, "task name")]
+Source = Annotated[StrictStr, _matching(MODULE_ATTR, "source (module.path:attribute)")]
+EnvName = Annotated[StrictStr, _matching(ENV_NAME, "environment variable name")]
+EnvValue = Annotated[StrictStr, Field(max_length=4096, pattern=r"^[^\x00-\x08\x0b-\x1f\x7f]*$")]
+ParameterName = Annotated[StrictStr, _matching(TASK_NAME, "parameter name")]
+ImageRepository = Annotated[StrictStr, AfterValidator(_image_repository)]
+ImageReference = Annotated[StrictStr, _matching(IMAGE_REFERENCE, "image reference")]
+AttributeKey = Union[StrictInt, Annotated[StrictStr, Field(max_length=200)]]
+
+JsonValue = Annotated[pydantic.JsonValue, AfterValidator(_json_value)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class MappedParameter(_Model):
+    """A child parameter fed from a task result of another flow in the composition."""
+
+    parent_flow_name: PrefectName = Field(description="Alias (or name) of the flow that produces the value.")
+    parent_task_name: TaskName | None = Field(None, description="Name of the parent's task whose result is taken.")
+    parent_task_slug: TaskName | None = Field(None, description="Slug of that task, e.g. save_db_result-1.")
+    parent_project_name: PrefectName | None = Field(None, description="LUME-services: the parent's project (checked).")
+    map_type: Literal["raw", "file", "db"] = Field("raw", description="raw value, file reference, or db result.")
+    attribute: AttributeKey | None = Field(None, description="LUME-services: prepended to attribute_index.")
+    attribute_index: list[AttributeKey] | None = Field(
+        None, description="db only: field of the stored result, then keys into it."
+    )
+
+    @property
+    def full_attribute_index(self) -> tuple[str | int, ...]:
+        head = () if self.attribute is None else (self.attribute,)
+        return head + tuple(self.attribute_index or ())
+
+
+class ComposingFlow(_Model):
+    """One step of the composition: an existing Prefect flow and how its parameters are fed."""
+
+    name: PrefectName = Field(description="The child flow's name in Prefect.")
+    project_name: PrefectName = Field(description="The child flow's Prefect project.")
+    alias: Identifier | None = Field(None, description="The step's name; defaults to name.")
+    source: Source | None = Field(None, description="module:attribute of the prefect.Flow, for `flowc lock` and local runs.")
+    parameters: dict[ParameterName, JsonValue] = Field(
+        default_factory=dict, description="New defaults for this child's composite parameters."
+    )
+    mapped_parameters: dict[ParameterName, MappedParameter] = Field(
+        default_factory=dict, description="Child parameters fed from other flows' task results."
+    )
+    depends_on: list[PrefectName] = Field(default_factory=list, description="Steps to wait for, without data.")
+
+    @property
+    def step_name(self) -> str:
+        return self.alias or self.name
+
+    @property
+    def lock_key(self) -> str:
+        return f"{self.project_name}/{self.name}"
+
+
+class Spec(_Model):
+    """A flow of flows: the root of `specs/<name>.yaml`."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        frozen=True,
+        json_schema_extra={"title": "flowc flow-of-flows spec"},
+    )
+
+    name: Identifier = Field(description="Names generated/<name>/ and the Prefect flow.")
+    project_name: PrefectName = Field(description="The Prefect project to register into.")
+    labels: list[Label] = Field(default_factory=lambda: list(DEFAULT_LABELS), description="Agent labels.")
+    image: ImageRepository | None = Field(None, description="Image repository; the tag is computed.")
+    base_image: ImageReference = Field(DEFAULT_BASE_IMAGE, description="Image the project is built FROM.")
+    run_config: Literal["docker", "kubernetes"] = Field("docker", description="DockerRun or KubernetesRun.")
+    env: dict[EnvName, EnvValue] = Field(default_factory=dict, description="Environment of the flow run.")
+    composing_flows: list[ComposingFlow] = Field(min_length=1, description="The child flows, in any order.")
+
+    @property
+    def image_repository(self) -> str:
+        return self.image or self.name.lower()
+
+
+@dataclass(frozen=True)
+class SourceMap:
+    """Where each value of the YAML document stands: path -> (line, col), both 1-based."""
+
+    path: str
+    values: dict[Path, tuple[int, int]] = field(default_factory=dict)
+    keys: dict[Path, tuple[int, int]] = field(default_factory=dict)
+
+    def at(self, path: Path, message: str, *, key: bool = False) -> Diagnostic:
+        """A diagnostic at `path`, or at its nearest ancestor that exists in the document."""
+        probe = tuple(path)
+        while True:
+            table = self.keys if key and probe in self.keys else self.values
+            if probe in table:
+                line, col = table[probe]
+                return Diagnostic(self.path, line, col, message)
+            if not probe:
+                return Diagnostic(self.path, 1, 1, message)
+            probe = probe[:-1]
+
+
+@dataclass(frozen=True)
+class ParsedSpec:
+    spec: Spec
+    where: SourceMap
+    text: str
+
+
+def parse_spec(text: str, path: str) -> ParsedSpec:
+    """Parse and validate one spec; raises CompileError with every problem found."""
+    data, where = load_yaml(text, path)
+    if not isinstance(data, dict):
+        raise CompileError([where.at((), "a spec is a mapping with keys name, project_name, composing_flows")])
+    try:
+        spec = Spec.model_validate(data)
+    except ValidationError as error:
+        raise CompileError(_pydantic_diagnostics(error, data, where)) from None
+    return ParsedSpec(spec=spec, where=where, text=text)
+
+
+def load_yaml(text: str, path: str) -> tuple[Any, SourceMap]:
+    """YAML -> plain data plus positions; hostile documents end in a diagnostic, not a crash."""
+    where = SourceMap(path)
+    if len(text.encode("utf-8", "surrogatepass")) > MAX_SPEC_BYTES:
+        raise CompileError([Diagnostic(path, 1, 1, f"spec is larger than {MAX_SPEC_BYTES // 1024} KiB")])
+    try:
+        nodes = list(yaml.compose_all(text, Loader=_Loader))
+    except yaml.MarkedYAMLError as error:
+        mark = error.problem_mark or error.context_mark
+        line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+        problem = error.problem or error.context or "invalid YAML"
+        raise CompileError([Diagnostic(path, line, col, f"YAML syntax: {problem}")]) from None
+    except yaml.YAMLError as error:
+        raise CompileError([Diagnostic(path, 1, 1, f"YAML syntax: {error}")]) from None
+    except RecursionError:
+        raise CompileError([Diagnostic(path, 1, 1, "YAML nesting is too deep")]) from None
+    if len(nodes) > 1:
+        raise CompileError([Diagnostic(path, nodes[1].start_mark.line + 1, 1, "a spec holds one YAML document")])
+    if not nodes:
+        raise CompileError([Diagnostic(path, 1, 1, "spec is empty")])
+    builder = _Builder(where)
+    data = builder.build(nodes[0], ())
+    if builder.problems:
+        raise CompileError(builder.problems)
+    return data, where
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that keeps scalars' plain YAML 1.1 resolution but rejects nothing itself."""
+
+
+class _Builder:
+    """Turns a composed node tree into data, recording positions and bounding the work."""
+
+    def __init__(self, where: SourceMap) -> None:
+        self.where = where
+        self.constructor = yaml.constructor.SafeConstructor()
+        self.problems: list[Diagnostic] = []
+        self.visited = 0
+
+    def _position(self, node: yaml.Node) -> tuple[int, int]:
+        return node.start_mark.line + 1, node.start_mark.column + 1
+
+    def _problem(self, node: yaml.Node, message: str) -> None:
+        line, col = self._position(node)
+        self.problems.append(Diagnostic(self.where.path, line, col, message))
+
+    def build(self, node: yaml.Node, path: Path) -> Any:
+        self.visited += 1
+        if self.visited > MAX_NODES:
+            if self.visited == MAX_NODES + 1:
+                self._problem(node, f"document expands to more than {MAX_NODES} values (alias bomb?)")
+            return None
+        if len(path) > MAX_DEPTH:
+            self._problem(node, f"nesting deeper than {MAX_DEPTH} levels")
+            return None
+        self.where.values.setdefault(path, self._position(node))
+        if isinstance(node, yaml.MappingNode):
+            return self._mapping(node, path)
+        if isinstance(node, yaml.SequenceNode):
+            return [self.build(item, path + (i,)) for i, item in enumerate(node.value)]
+        return self._scalar(node)
+
+    def _mapping(self, node: yaml.MappingNode, path: Path) -> dict[str, Any]:
+        result: dict[str, Any] = {}
+        for key_node, value_node in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                self._problem(key_node, "YAML merge keys ('<<') are not supported in specs")
+                continue
+            key = self._scalar(key_node) if isinstance(key_node, yaml.ScalarNode) else None
+            if not isinstance(key, str):
+                self._problem(key_node, "mapping keys must be strings")
+                continue
+            if key in result:
+                self._problem(key_node, f"duplicate key {key!r}")
+                continue
+            self.where.keys.setdefault(path + (key,), self._position(key_node))
+            result[key] = self.build(value_node, path + (key,))
+        return result
+
+    def _scalar(self, node: yaml.Node) -> Any:
+        try:
+            value = self.constructor.construct_object(node, deep=True)
+        except yaml.constructor.ConstructorError as error:
+            self._problem(node, f"YAML: {error.problem}")
+            return None
+        if not isinstance(value, (str, int, float, bool, type(None))):
+            kind = type(value).__name__
+            self._problem(node, f"unsupported YAML value of type {kind}; quote it to make it a string")
+            return None
+        return value
+
+
+def _pydantic_diagnostics(error: ValidationError, data: Any, where: SourceMap) -> list[Diagnostic]:
+    diagnostics = []
+    for item in error.errors():
+        loc = tuple(item["loc"])
+        kind = item["type"]
+        # Drop pydantic's union/validator path segments that are not keys of the document.
+        path = _document_path(loc, data)
+        if kind == "extra_forbidden":
+            key = path[-1] if path else ""
+            allowed = _allowed_keys(path[:-1], data)
+            message = f"unknown key {key!r}{did_you_mean(str(key), allowed)}"
+            diagnostics.append(where.at(path, message, key=True))
+        elif kind == "missing":
+            field_name = loc[-1]
+            diagnostics.append(where.at(path[:-1], f"missing required key {field_name!r}"))
+        else:
+            diagnostics.append(where.at(path, _message(item, path)))
+    return diagnostics
+
+
+def _document_path(loc: tuple[Any, ...], data: Any) -> Path:
+    """Keep the part of a pydantic error location that walks the YAML document.
+
+    pydantic adds segments for union members and validators; those name no key and are dropped,
+    except a last segment, which names a missing key.
+    """
+    path: list[str | int] = []
+    node = data
+    for index, part in enumerate(loc):
+        last = index == len(loc) - 1
+        if isinstance(node, dict) and isinstance(part, str) and (part in node or last):
+            path.append(part)
+            node = node.get(part)
+        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+            path.append(part)
+            node = node[part]
+    return tuple(path)
+
+
+def _allowed_keys(path: Path, data: Any) -> list[str]:
+    depth = [p for p in path if isinstance(p, str)]
+    if not depth:
+        return list(Spec.model_fields)
+    if depth[-1] == "composing_flows" or (len(depth) == 1 and depth[0] == "composing_flows"):
+        return list(ComposingFlow.model_fields)
+    if len(depth) >= 2 and depth[-2] == "mapped_parameters":
+        return list(MappedParameter.model_fields)
+    return []
+
+
+_TYPE_NAMES = {
+    "string_type": "a string",
+    "int_type": "an integer",
+    "list_type": "a list",
+    "dict_type": "a mapping",
+    "bool_type": "true or false",
+    "model_type": "a mapping",
+}
+
+
+def _message(item: dict[str, Any], path: Path) -> str:
+    names = [p for p in path if isinstance(p, str)]
+    where_name = names[-1] if names else "spec"
+    kind = item["type"]
+    if kind == "value_error":
+        return str(item["msg"]).removeprefix("Value error, ")
+    if kind in _TYPE_NAMES:
+        return f"{where_name}: expected {_TYPE_NAMES[kind]}, got {_describe(item.get('input'))}"
+    if kind == "literal_error":
+        expected = item.get("ctx", {}).get("expected", "")
+        got = item.get("input")
+        return f"{where_name}: expected one of {expected}, got {got!r}{did_you_mean(str(got), _literals(expected))}"
+    if kind == "too_short":
+        return f"{where_name}: must not be empty"
+    if kind == "string_pattern_mismatch":
+        return f"{where_name}: control characters are not allowed"
+    if kind == "string_too_long":
+        return f"{where_name}: value is too long"
+    return f"{where_name}: {item['msg']}"
+
+
+def _literals(expected: str) -> list[str]:
+    return re.findall(r"'([^']*)'", expected)
+
+
+def _describe(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return f"the number {value!r}"
+    if isinstance(value, str):
+        return f"the string {value!r}"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "a mapping"
+    return type(value).__name__
+
+
+def spec_json_schema() -> dict[str, Any]:
+    """The JSON Schema of the spec format, for editors (`flowc schema`)."""
+    schema = Spec.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    return schema
