@@ -1,0 +1,81 @@
+"""What generated flows and child-flow authors import at run time.
+
+Depends on prefect and the standard library only (pymongo is imported when a `mongodb://` store
+is used), never on the compiler's stages, so an image needs nothing else to run a flow.
+
+Environment:
+- `FLOWC_RESULTS_DB`: `sqlite:///PATH` (default `sqlite:///.flowc/results.db`, relative to the
+  working directory) or `mongodb://HOST:PORT/DATABASE` (default database `results`).
+- `FLOWC_MOUNT`: `HOST_PATH:MOUNT_ALIAS` for the `mounted` filesystem (see `files`).
+- `FLOWC_DB_MAX_RETRIES` (default 2), `FLOWC_DB_RETRY_DELAY` (seconds, default 2): retries of
+  the store tasks when the store is unreachable; read when this package is imported.
+"""
+
+from __future__ import annotations
+
+from compiler.runtime.files import (
+    FILE_TYPES,
+    MOUNT_ENV,
+    BytesFile,
+    FileReferenceError,
+    FileType,
+    JSONFile,
+    Mount,
+    TextFile,
+    file_path,
+    read_file,
+    write_file,
+)
+from compiler.runtime.results import (
+    DEFAULT_RESULTS_DB,
+    GENERIC_RESULT_TYPE,
+    RESULT_FIELDS,
+    RESULTS_DB_ENV,
+    MongoResultsStore,
+    ResultLookupError,
+    ResultsStore,
+    SQLiteResultsStore,
+    StoreUnavailableError,
+    fetch_result_value,
+    open_results_store,
+    result_document,
+    results_db_url,
+    results_store,
+    store_result,
+    unique_result_hash,
+)
+from compiler.runtime.tasks import load_db_result, load_file, save_db_result, save_file
+
+__all__ = [
+    "DEFAULT_RESULTS_DB",
+    "FILE_TYPES",
+    "GENERIC_RESULT_TYPE",
+    "MOUNT_ENV",
+    "RESULTS_DB_ENV",
+    "RESULT_FIELDS",
+    "BytesFile",
+    "FileReferenceError",
+    "FileType",
+    "JSONFile",
+    "MongoResultsStore",
+    "Mount",
+    "ResultLookupError",
+    "ResultsStore",
+    "SQLiteResultsStore",
+    "StoreUnavailableError",
+    "TextFile",
+    "fetch_result_value",
+    "file_path",
+    "load_db_result",
+    "load_file",
+    "open_results_store",
+    "read_file",
+    "result_document",
+    "results_db_url",
+    "results_store",
+    "save_db_result",
+    "save_file",
+    "store_result",
+    "unique_result_hash",
+    "write_file",
+]

@@ -1,0 +1,1 @@
+"""Example child flows: ordinary Prefect 1 flows that flowc specs compose."""
