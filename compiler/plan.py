@@ -435,7 +435,11 @@ class _Planner:
     def _check_names(self, steps: list[Step]) -> None:
         """Every Python name the module defines must be unique and not shadow an import."""
         seen: dict[str, str] = {}
+        aliases: set[str] = set()
         for step in steps:
+            if step.alias in aliases:
+                continue  # a duplicate step, already reported
+            aliases.add(step.alias)
             index = next(i for i, f in enumerate(self.spec.composing_flows) if f.step_name == step.alias)
             for variable, what in _names_of(step):
                 if variable in RESERVED_NAMES or keyword.iskeyword(variable):

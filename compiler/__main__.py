@@ -1,0 +1,5 @@
+"""`python -m compiler` is `flowc`."""
+
+from compiler.cli import main
+
+main()
