@@ -42,12 +42,39 @@ def toolchain_digest() -> str:
     return digest.hexdigest()
 
 
+# The same bounds as the spec parser: past them a document is hostile and the slow path says so.
+_MAX_VALUES = 200_000
+_MAX_DEPTH = 64
+
+
+class _TooLarge(Exception):
+    pass
+
+
 def spec_data(text: str) -> Any:
-    """The spec as plain data; None when it does not parse (the slow path then reports why)."""
+    """The spec as plain, bounded data; None when it does not parse or is too large to trust.
+
+    YAML aliases are shared, not copied, by the loader: an alias bomb loads quickly but would
+    expand when hashed, so the value count is bounded here before anything walks it.
+    """
     try:
-        return yaml.load(text, Loader=_SafeLoader)
-    except (yaml.YAMLError, RecursionError):
+        data = yaml.load(text, Loader=_SafeLoader)
+        _bounded(data, 0, [0])
+    except (yaml.YAMLError, RecursionError, _TooLarge):
         return None
+    return data
+
+
+def _bounded(value: Any, depth: int, count: list[int]) -> None:
+    count[0] += 1
+    if count[0] > _MAX_VALUES or depth > _MAX_DEPTH:
+        raise _TooLarge
+    if isinstance(value, dict):
+        for item in value.values():
+            _bounded(item, depth + 1, count)
+    elif isinstance(value, list):
+        for item in value:
+            _bounded(item, depth + 1, count)
 
 
 def used_lock_keys(data: Any) -> list[str]:
