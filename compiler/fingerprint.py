@@ -21,6 +21,9 @@ from compiler import __version__
 
 TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
 TEMPLATE_NAMES = ("flow.py.j2", "Dockerfile.j2", "README.md.j2")
+# Every image holds the runtime (from flowc's own wheel), so its source is an input of the image tag.
+PACKAGE_DIR = Path(__file__).resolve().parent
+RUNTIME_SOURCES = ("__init__.py", "runtime/*.py")
 
 _HEADER = re.compile(
     r"(?:# |<!-- )flowc: inputs=(?P<inputs>sha256:[0-9a-f]{64}) output=(?P<output>sha256:[0-9a-f]{64})"
@@ -30,7 +33,8 @@ _SafeLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 @lru_cache(maxsize=1)
 def toolchain_digest() -> str:
-    """flowc's version, black's version and the templates: what turns the same spec into other text."""
+    """flowc's version, black's version, the templates and the runtime: what turns the same spec
+    into other text or another image."""
     digest = hashlib.sha256()
     digest.update(f"flowc {__version__}\n".encode())
     try:
@@ -39,6 +43,9 @@ def toolchain_digest() -> str:
         digest.update(b"black missing\n")
     for name in TEMPLATE_NAMES:
         digest.update(name.encode() + b"\0" + (TEMPLATES_DIR / name).read_bytes() + b"\0")
+    for path in sorted(p for pattern in RUNTIME_SOURCES for p in PACKAGE_DIR.glob(pattern)):
+        name = path.relative_to(PACKAGE_DIR).as_posix()
+        digest.update(name.encode() + b"\0" + path.read_bytes() + b"\0")
     return digest.hexdigest()
 
 

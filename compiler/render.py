@@ -17,6 +17,9 @@ if TYPE_CHECKING:
     import jinja2
 
 SCRIPT_PATH = "/opt/flowc/flow.py"
+# Local storage's directory, fixed (its default is the registering user's home), so that the
+# serialized flow and its idempotency key are the same from every machine.
+STORAGE_DIRECTORY = "/opt/flowc"
 RUN_CONFIG_CLASSES = {"docker": "DockerRun", "kubernetes": "KubernetesRun"}
 
 
@@ -90,6 +93,7 @@ def _flow_view(plan: Plan) -> dict[str, Any]:
         "env": literal(dict(plan.env)) if plan.env else "",
         "flow_name": literal(plan.name),
         "script_path": literal(SCRIPT_PATH),
+        "storage_directory": literal(STORAGE_DIRECTORY),
         "steps": [_step_view(number, step, plan) for number, step in enumerate(plan.steps, start=1)],
     }
 
@@ -139,11 +143,12 @@ def _input_view(step: Step, mapped: MappedInput, plan: Plan) -> dict[str, str]:
 
 
 def _dockerfile_view(plan: Plan) -> dict[str, Any]:
-    # Only validated names reach the Dockerfile: an identifier, a checked image reference, a
+    # Only validated names reach the Dockerfile: an identifier, checked image references, a
     # checked spec path and a hex digest.
     return {
         "name": plan.name,
         "base_image": plan.base_image,
+        "image": plan.image,
         "script_path": SCRIPT_PATH,
         "spec_path": plan.spec_path,
         "inputs_digest": plan.inputs_digest,

@@ -66,6 +66,21 @@ def _image_repository(value: str) -> str:
     raise ValueError(f"{value!r} is not a valid image repository")
 
 
+def _pinned_base_image(value: str) -> str:
+    """A base image with a tag (not `latest`) or a digest: the image tag is a content hash of
+    the inputs, which means nothing if FROM can move (and hadolint warns: DL3006, DL3007)."""
+    if not IMAGE_REFERENCE.match(value):
+        raise ValueError(f"{value!r} is not a valid image reference")
+    last = value.split("@", 1)[0].rsplit("/", 1)[-1]
+    tag = last.split(":", 1)[1] if ":" in last else None
+    if "@" not in value and tag in (None, "latest"):
+        raise ValueError(
+            f"base_image {value!r} is not pinned; give a tag other than latest (or a digest), "
+            f"e.g. {DEFAULT_BASE_IMAGE!r}"
+        )
+    return value
+
+
 def _json_value(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         raise ValueError("parameter values must be finite numbers (no .inf or .nan)")
@@ -85,7 +100,7 @@ EnvName = Annotated[StrictStr, _matching(ENV_NAME, "environment variable name")]
 EnvValue = Annotated[StrictStr, Field(max_length=4096, pattern=r"^[^\x00-\x08\x0b-\x1f\x7f]*$")]
 ParameterName = Annotated[StrictStr, _matching(TASK_NAME, "parameter name")]
 ImageRepository = Annotated[StrictStr, AfterValidator(_image_repository)]
-ImageReference = Annotated[StrictStr, _matching(IMAGE_REFERENCE, "image reference")]
+ImageReference = Annotated[StrictStr, AfterValidator(_pinned_base_image)]
 AttributeKey = Union[StrictInt, Annotated[StrictStr, Field(max_length=200)]]
 
 JsonValue = Annotated[pydantic.JsonValue, AfterValidator(_json_value)]
