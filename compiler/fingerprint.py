@@ -18,6 +18,7 @@ from typing import Any, Mapping
 import yaml
 
 from compiler import __version__
+from compiler.yamlsafe import YamlLimitError, load_bounded
 
 TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
 TEMPLATE_NAMES = ("flow.py.j2", "Dockerfile.j2", "README.md.j2")
@@ -28,7 +29,6 @@ RUNTIME_SOURCES = ("__init__.py", "runtime/*.py")
 _HEADER = re.compile(
     r"(?:# |<!-- )flowc: inputs=(?P<inputs>sha256:[0-9a-f]{64}) output=(?P<output>sha256:[0-9a-f]{64})"
 )
-_SafeLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 @lru_cache(maxsize=1)
@@ -65,9 +65,9 @@ def spec_data(text: str) -> Any:
     expand when hashed, so the value count is bounded here before anything walks it.
     """
     try:
-        data = yaml.load(text, Loader=_SafeLoader)
+        data = load_bounded(text)
         _bounded(data, 0, [0])
-    except (yaml.YAMLError, RecursionError, _TooLarge):
+    except (yaml.YAMLError, YamlLimitError, RecursionError, _TooLarge):
         return None
     return data
 

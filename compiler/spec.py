@@ -20,14 +20,17 @@ from pydantic import (
 )
 
 from compiler.diagnostics import CompileError, Diagnostic, did_you_mean
+from compiler.yamlsafe import (  # bounds that keep hostile YAML cheap to reject
+    MAX_DEPTH,
+    MAX_NODES,
+    MAX_SPEC_BYTES,
+    SeveralDocumentsError,
+    YamlLimitError,
+    compose_bounded,
+)
 
 DEFAULT_BASE_IMAGE = "prefecthq/prefect:1.4.1-python3.10"
 DEFAULT_LABELS = ("lume-services",)
-
-# Bounds that keep hostile YAML (alias bombs, deep nesting, huge files) cheap to reject.
-MAX_SPEC_BYTES = 2 * 1024 * 1024
-MAX_NODES = 200_000
-MAX_DEPTH = 64
 
 Path = tuple[Union[str, int], ...]
 
@@ -222,7 +225,12 @@ def load_yaml(text: str, path: str) -> tuple[Any, SourceMap]:
     if len(text.encode("utf-8", "surrogatepass")) > MAX_SPEC_BYTES:
         raise CompileError([Diagnostic(path, 1, 1, f"spec is larger than {MAX_SPEC_BYTES // 1024} KiB")])
     try:
-        nodes = list(yaml.compose_all(text, Loader=_Loader))
+        root = compose_bounded(text)
+    except YamlLimitError as error:
+        mark = error.mark
+        line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+        col = 1 if isinstance(error, SeveralDocumentsError) else col
+        raise CompileError([Diagnostic(path, line, col, error.message)]) from None
     except yaml.MarkedYAMLError as error:
         mark = error.problem_mark or error.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
@@ -230,21 +238,13 @@ def load_yaml(text: str, path: str) -> tuple[Any, SourceMap]:
         raise CompileError([Diagnostic(path, line, col, f"YAML syntax: {problem}")]) from None
     except yaml.YAMLError as error:
         raise CompileError([Diagnostic(path, 1, 1, f"YAML syntax: {error}")]) from None
-    except RecursionError:
-        raise CompileError([Diagnostic(path, 1, 1, "YAML nesting is too deep")]) from None
-    if len(nodes) > 1:
-        raise CompileError([Diagnostic(path, nodes[1].start_mark.line + 1, 1, "a spec holds one YAML document")])
-    if not nodes:
+    if root is None:
         raise CompileError([Diagnostic(path, 1, 1, "spec is empty")])
     builder = _Builder(where)
-    data = builder.build(nodes[0], ())
+    data = builder.build(root, ())
     if builder.problems:
         raise CompileError(builder.problems)
     return data, where
-
-
-class _Loader(yaml.SafeLoader):
-    """SafeLoader that keeps scalars' plain YAML 1.1 resolution but rejects nothing itself."""
 
 
 class _Builder:
