@@ -49,7 +49,12 @@ def _fail(diagnostics: list[Diagnostic], style: str) -> None:
 @click.argument("specs", nargs=-1, type=click.Path(dir_okay=False))
 @click.option("--format", "style", type=FORMATS, default="text", help="How to print diagnostics.")
 @click.option("--watch", is_flag=True, help="Regenerate whenever specs, the lock or templates change.")
-def generate(specs: tuple[str, ...], style: str, watch: bool) -> None:
+@click.option(
+    "--fail-on-change",
+    is_flag=True,
+    help="Exit 1 when a file was written or removed (for pre-commit: new files count too).",
+)
+def generate(specs: tuple[str, ...], style: str, watch: bool, fail_on_change: bool) -> None:
     """Compile specs (default: every specs/*.yaml) into generated/; writes only what changed."""
     project = _project()
     if watch:
@@ -57,12 +62,14 @@ def generate(specs: tuple[str, ...], style: str, watch: bool) -> None:
 
         watch_and_generate(project, _spec_paths(project, specs), style)
         return
-    code = run_generate(project, _spec_paths(project, specs), style)
+    code = run_generate(project, _spec_paths(project, specs), style, fail_on_change=fail_on_change)
     sys.exit(code)
 
 
-def run_generate(project: Project, spec_paths: list[Path] | None, style: str, quiet: bool = False) -> int:
-    """One generate pass; returns the exit code. Shared by `generate`, `--watch` and `build`."""
+def run_generate(
+    project: Project, spec_paths: list[Path] | None, style: str, quiet: bool = False, fail_on_change: bool = False
+) -> int:
+    """One generate pass; returns the exit code. Shared by `generate` and `build`."""
     from filelock import FileLock
 
     from compiler.output import build_tree, load_lock, write_tree
@@ -80,14 +87,15 @@ def run_generate(project: Project, spec_paths: list[Path] | None, style: str, qu
         report = write_tree(project, tree)
     if not quiet:
         for path in report.written:
-            click.echo(f"wrote {path}")
+            edited = " (overwrote a hand edit: change the spec instead)" if path in report.hand_edited else ""
+            click.echo(f"wrote {path}{edited}")
         for path in report.removed:
             click.echo(f"removed {path}")
         click.echo(
             f"{tree.specs} spec{'s' if tree.specs != 1 else ''}: {len(report.written)} file(s) written, "
             f"{report.unchanged} unchanged, {len(report.removed)} removed"
         )
-    return 0
+    return 1 if fail_on_change and (report.written or report.removed) else 0
 
 
 @main.command()
@@ -95,8 +103,8 @@ def run_generate(project: Project, spec_paths: list[Path] | None, style: str, qu
 @click.option("--format", "style", type=FORMATS, default="text", help="How to print diagnostics.")
 def check(specs: tuple[str, ...], style: str) -> None:
     """Write nothing; print a diff for every stale, missing or orphaned file and a drifted lock."""
-    from compiler.lock import drifted, render_lock
-    from compiler.output import build_tree, diff_tree, load_lock, unified_diff
+    from compiler.lock import drifted, ensure_importable, render_lock
+    from compiler.output import build_tree, load_lock, stale_files, unified_diff
 
     project = _project()
     try:
@@ -106,28 +114,46 @@ def check(specs: tuple[str, ...], style: str) -> None:
     tree = build_tree(project, _spec_paths(project, specs), lock)
     if tree.diagnostics:
         _fail(tree.diagnostics, style)
-    diffs = diff_tree(project, tree)
-    from compiler.lock import ensure_importable
-
+    stale = stale_files(project, tree)
+    diffs = [item.diff() for item in stale]
+    problems = [item.diagnostic() for item in stale]
     ensure_importable(project.root)
     drift = drifted(lock)
-    for note in drift.notes:
-        click.echo(f"note: {note}", err=True)
-    for error in drift.errors:
-        click.echo(f"{project.relative(project.lock_path)}: error: {error}", err=True)
+    lock_display = project.relative(project.lock_path)
+    lock_text = project.lock_path.read_text(encoding="utf-8") if project.lock_path.exists() else ""
+    for key, changes in sorted(drift.changes.items()):
+        message = f"{key} no longer matches its source {lock.flows[key].source}: {'; '.join(changes)}; run `flowc lock`"
+        problems.append(Diagnostic(lock_display, _lock_line(lock_text, key), 1, message))
+    for key, error in sorted(drift.failed.items()):
+        problems.append(Diagnostic(lock_display, _lock_line(lock_text, key), 1, error))
     if drift.lock is not None:
-        current = project.lock_path.read_text(encoding="utf-8")
-        diffs.append(unified_diff(project.relative(project.lock_path), current, render_lock(drift.lock.flows.values())))
-    if diffs:
-        click.echo("".join(diffs), nl=False)
-    if diffs or drift.errors:
-        stale = len(diffs)
-        click.echo(
-            f"{stale} generated file(s) or lock out of date; run `flowc generate` (and `flowc lock` for the lock)",
-            err=True,
-        )
+        diffs.append(unified_diff(lock_display, lock_text, render_lock(drift.lock.flows.values())))
+    if style == "json":
+        click.echo(format_diagnostics(problems, "json"))
+    else:
+        for note in drift.notes:
+            click.echo(f"note: {note}", err=True)
+        if diffs:
+            click.echo("".join(diffs), nl=False)
+        if problems:
+            click.echo(format_diagnostics(problems, style), err=style == "text")
+    if problems:
+        if style == "text":
+            click.echo(
+                f"{len(problems)} problem(s): run `flowc generate` for generated files, `flowc lock` for the lock",
+                err=True,
+            )
         sys.exit(1)
-    click.echo(f"{tree.specs} spec(s) up to date", err=True)
+    if style == "text":
+        click.echo(f"{tree.specs} spec(s) up to date", err=True)
+
+
+def _lock_line(lock_text: str, key: str) -> int:
+    """The line of a flow's entry in the lock, so annotations land on it."""
+    for number, line in enumerate(lock_text.splitlines(), start=1):
+        if line.strip() in (f"{key}:", f"'{key}':", f'"{key}":'):
+            return number
+    return 1
 
 
 @main.command()

@@ -48,11 +48,17 @@ def format_diagnostics(diagnostics: Iterable[Diagnostic], style: str = "text") -
         )
     if style == "github":
         return "\n".join(
-            f"::error file={d.path},line={d.line},col={d.col}::{_github_escape(d.message)}"
+            f"::error file={_github_property(d.path)},line={d.line},col={d.col}::{_github_escape(d.message)}"
             for d in items
         )
     return "\n".join(d.format() for d in items)
 
 
 def _github_escape(message: str) -> str:
+    """Escape a workflow command's message as GitHub's actions/toolkit does."""
     return message.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+
+
+def _github_property(value: str) -> str:
+    """Escape a workflow command's property value (here: a path) as actions/toolkit does."""
+    return _github_escape(value).replace(":", "%3A").replace(",", "%2C")

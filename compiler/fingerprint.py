@@ -139,6 +139,12 @@ def read_header(text: str) -> tuple[Header, str] | None:
     return Header(inputs=match["inputs"], output=match["output"]), text[second_end + 1 :]
 
 
+def edited_by_hand(text: str) -> bool:
+    """True when a generated file's content no longer matches the digest in its own header."""
+    parsed = read_header(text)
+    return parsed is not None and parsed[0].output != body_digest(parsed[1])
+
+
 def is_intact(text: str, inputs: str) -> bool:
     """True when the file was generated from these inputs and nobody has edited it since."""
     parsed = read_header(text)

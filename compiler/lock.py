@@ -334,11 +334,49 @@ def _moved(where: Diagnostic, message: str) -> Diagnostic:
     return Diagnostic(where.path, where.line, where.col, message)
 
 
+def interface_changes(locked: FlowInterface, current: FlowInterface) -> list[str]:
+    """What differs between the locked interface and the source's, in words a reviewer reads."""
+    changes: list[str] = []
+    before = {p.name: p for p in locked.parameters}
+    after = {p.name: p for p in current.parameters}
+    for name in sorted(after.keys() - before.keys()):
+        required = " (required)" if after[name].required else f" (default {json.dumps(after[name].default)})"
+        changes.append(f"parameter {name!r} added{required}")
+    for name in sorted(before.keys() - after.keys()):
+        changes.append(f"parameter {name!r} removed")
+    for name in sorted(before.keys() & after.keys()):
+        old, new = before[name], after[name]
+        if old.required != new.required:
+            changes.append(f"parameter {name!r} is {'now' if new.required else 'no longer'} required")
+        elif old.default != new.default:
+            changes.append(
+                f"parameter {name!r} default {json.dumps(old.default)} -> {json.dumps(new.default)}"
+            )
+    old_tasks = {t.name: t for t in locked.tasks}
+    new_tasks = {t.name: t for t in current.tasks}
+    for name in sorted(new_tasks.keys() - old_tasks.keys()):
+        changes.append(f"task {name!r} added")
+    for name in sorted(old_tasks.keys() - new_tasks.keys()):
+        changes.append(f"task {name!r} gone")
+    for name in sorted(old_tasks.keys() & new_tasks.keys()):
+        old_task, new_task = old_tasks[name], new_tasks[name]
+        if old_task.slugs != new_task.slugs:
+            changes.append(f"task {name!r} slugs {list(old_task.slugs)} -> {list(new_task.slugs)}")
+        if old_task.persists_result != new_task.persists_result:
+            state = "now persists" if new_task.persists_result else "no longer persists"
+            changes.append(f"task {name!r} {state} its result ({new_task.result_type})")
+        elif old_task.result_type != new_task.result_type:
+            changes.append(f"task {name!r} result {old_task.result_type} -> {new_task.result_type}")
+    return changes
+
+
 @dataclass(frozen=True)
 class Drift:
     lock: Lock | None  # the lock as it should be, when an interface changed
     notes: tuple[str, ...]  # changed files whose interface did not change
     errors: tuple[str, ...]  # sources that no longer import or no longer define the flow
+    changes: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # flow key -> what differs
+    failed: Mapping[str, str] = field(default_factory=dict)  # flow key -> why it could not be captured
 
 
 def drifted(lock: Lock) -> Drift:
@@ -351,16 +389,20 @@ def drifted(lock: Lock) -> Drift:
     ]
     notes: list[str] = []
     errors: list[str] = []
+    changes: dict[str, tuple[str, ...]] = {}
+    failed: dict[str, str] = {}
     updated = dict(lock.flows)
     for flow in changed:
         try:
             fresh = capture_source(flow.project_name, flow.name, flow.source or "")
         except CaptureError as error:
             errors.append(str(error))
+            failed[flow.key] = str(error)
             continue
         if fresh.interface_data() != flow.interface_data():
             updated[flow.key] = fresh
+            changes[flow.key] = tuple(interface_changes(flow, fresh)) or ("interface changed",)
         else:
             notes.append(f"{flow.key}: {flow.source} changed but its interface did not; `flowc lock` refreshes its digest")
     new_lock = Lock(path=lock.path, flows=updated) if updated != dict(lock.flows) else None
-    return Drift(lock=new_lock, notes=tuple(notes), errors=tuple(errors))
+    return Drift(lock=new_lock, notes=tuple(notes), errors=tuple(errors), changes=changes, failed=failed)

@@ -8,10 +8,10 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from compiler.compile import compile_spec, lock_entries, spec_digest
+from compiler.compile import compile_spec, lock_entries
 from compiler.config import Project
 from compiler.diagnostics import CompileError, Diagnostic
-from compiler.fingerprint import is_intact, read_header, spec_data
+from compiler.fingerprint import edited_by_hand, inputs_digest, is_intact, read_header, spec_data
 from compiler.lock import Lock, read_lock_file
 
 GENERATED_FILES = ("flow.py", "Dockerfile", "README.md")
@@ -48,8 +48,9 @@ def build_tree(project: Project, spec_paths: list[Path] | None, lock: Lock) -> T
         except (OSError, UnicodeDecodeError) as error:
             tree.diagnostics.append(Diagnostic(display, 1, 1, f"cannot read spec: {error}"))
             continue
-        name = _fast_name(text)
-        if name is not None and name not in owners and _intact(project, name, text, display, entries):
+        data = spec_data(text)
+        name = _fast_name(data)
+        if name is not None and name not in owners and _intact(project, name, inputs_digest(display, data, entries)):
             owners[name] = display
             tree.fresh.update(f"{name}/{f}" for f in GENERATED_FILES)
             tree.skipped += 1
@@ -72,14 +73,12 @@ def build_tree(project: Project, spec_paths: list[Path] | None, lock: Lock) -> T
     return tree
 
 
-def _fast_name(text: str) -> str | None:
-    data = spec_data(text)
+def _fast_name(data: object) -> str | None:
     name = data.get("name") if isinstance(data, dict) else None
     return name if isinstance(name, str) and name.isidentifier() and name.isascii() else None
 
 
-def _intact(project: Project, name: str, text: str, display: str, entries: dict[str, object]) -> bool:
-    digest = spec_digest(text, display, entries)
+def _intact(project: Project, name: str, digest: str) -> bool:
     for file_name in GENERATED_FILES:
         target = project.generated_dir / name / file_name
         try:
@@ -118,6 +117,7 @@ class WriteReport:
     written: list[str] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
     unchanged: int = 0
+    hand_edited: list[str] = field(default_factory=list)  # written over a hand edit
 
 
 def write_tree(project: Project, tree: Tree) -> WriteReport:
@@ -129,10 +129,13 @@ def write_tree(project: Project, tree: Tree) -> WriteReport:
     changes: dict[Path, str] = {}
     for relative, text in sorted(tree.rendered.items()):
         target = project.generated_dir / relative
-        if _read(target) == text:
+        current = _read(target)
+        if current == text:
             report.unchanged += 1
         else:
             changes[target] = text
+            if current is not None and edited_by_hand(current):
+                report.hand_edited.append(project.relative(target))
     staged: list[tuple[Path, Path]] = []
     try:
         for target, text in changes.items():
@@ -173,19 +176,51 @@ def _read(path: Path) -> str | None:
 # Checking ---------------------------------------------------------------------------------------
 
 
-def diff_tree(project: Project, tree: Tree) -> list[str]:
-    """A unified diff per stale, missing or orphaned file; empty when generated/ is up to date."""
-    diffs = []
+@dataclass(frozen=True)
+class StaleFile:
+    """A generated file that differs from what its spec produces (or that no spec produces)."""
+
+    path: str  # relative to the project root
+    current: str | None  # None: missing
+    expected: str | None  # None: orphaned
+
+    def diff(self) -> str:
+        return unified_diff(self.path, self.current, self.expected)
+
+    def diagnostic(self) -> Diagnostic:
+        """Where the first difference is, and what to do about it."""
+        if self.current is None:
+            return Diagnostic(self.path, 1, 1, "generated file is missing; run `flowc generate`")
+        if self.expected is None:
+            return Diagnostic(self.path, 1, 1, "no spec generates this file any more; run `flowc generate`")
+        before = self.current.splitlines()
+        after = self.expected.splitlines()
+        line = next((n for n, (a, b) in enumerate(zip(before, after), start=1) if a != b), None)
+        line = line or min(len(before), len(after)) + 1
+        if edited_by_hand(self.current):
+            message = "edited by hand (it no longer matches its header); change the spec and run `flowc generate`"
+        else:
+            message = "out of date with its spec; run `flowc generate`"
+        return Diagnostic(self.path, line, 1, message)
+
+
+def stale_files(project: Project, tree: Tree) -> list[StaleFile]:
+    """Every stale, missing or orphaned file; empty when generated/ is up to date."""
+    stale = []
     for relative, text in sorted(tree.rendered.items()):
         target = project.generated_dir / relative
         current = _read(target)
-        if current == text:
-            continue
-        diffs.append(unified_diff(project.relative(target), current, text))
+        if current != text:
+            stale.append(StaleFile(project.relative(target), current, text))
     for relative in tree.orphans:
         target = project.generated_dir / relative
-        diffs.append(unified_diff(project.relative(target), _read(target) or "", None))
-    return diffs
+        stale.append(StaleFile(project.relative(target), _read(target) or "", None))
+    return stale
+
+
+def diff_tree(project: Project, tree: Tree) -> list[str]:
+    """A unified diff per stale, missing or orphaned file; empty when generated/ is up to date."""
+    return [stale.diff() for stale in stale_files(project, tree)]
 
 
 def unified_diff(display: str, current: str | None, expected: str | None) -> str:

@@ -207,15 +207,36 @@ def _md(text: str) -> str:
     return text.replace("|", "\\|").replace("`", "'").replace("\n", " ")
 
 
+# Words Mermaid's flowchart grammar reads as keywords wherever a node id stands.
+MERMAID_KEYWORDS = frozenset(
+    {"end", "graph", "flowchart", "subgraph", "style", "class", "classDef", "click", "linkStyle",
+     "call", "href", "interpolate", "direction", "default", "accTitle", "accDescr"}
+)
+
+
+def mermaid_ids(plan: Plan) -> dict[str, str]:
+    """Node id per step alias: the alias itself, unless Mermaid would read it as a keyword."""
+    taken = {step.alias for step in plan.steps}
+    ids = {}
+    for step in plan.steps:
+        node_id = step.alias
+        while node_id in MERMAID_KEYWORDS or (node_id != step.alias and node_id in taken):
+            node_id += "_"
+        taken.add(node_id)
+        ids[step.alias] = node_id
+    return ids
+
+
 def mermaid(plan: Plan) -> str:
     """The composition as a Mermaid flowchart: a node per step, an edge per mapping."""
+    ids = mermaid_ids(plan)
     lines = ["flowchart LR"]
     for step in plan.steps:
-        lines.append(f'    {step.alias}["{_mermaid_text(step.alias)}<br/>{_mermaid_text(step.flow_name)}"]')
+        lines.append(f'    {ids[step.alias]}["{_mermaid_text(step.alias)}<br/>{_mermaid_text(step.flow_name)}"]')
     for edge in plan.edges:
         label = edge.label if edge.map_type is None else f"{edge.label} ({edge.map_type})"
         arrow = "-.->" if edge.map_type is None else "-->"
-        lines.append(f'    {edge.parent} {arrow}|"{_mermaid_text(label)}"| {edge.child}')
+        lines.append(f'    {ids[edge.parent]} {arrow}|"{_mermaid_text(label)}"| {ids[edge.child]}')
     return "\n".join(lines)
 
 
