@@ -20,6 +20,7 @@ RESERVED_NAMES = frozenset(
     {
         "flow",
         "Flow",
+        "IndexedFlow",
         "Parameter",
         "IMAGE",
         "LABELS",

@@ -26,6 +26,7 @@ from compiler.runtime.files import (
     read_file,
     write_file,
 )
+from compiler.runtime.flow import IndexedFlow
 from compiler.runtime.results import (
     DEFAULT_RESULTS_DB,
     GENERIC_RESULT_TYPE,
@@ -56,6 +57,7 @@ __all__ = [
     "BytesFile",
     "FileReferenceError",
     "FileType",
+    "IndexedFlow",
     "JSONFile",
     "MongoResultsStore",
     "Mount",
