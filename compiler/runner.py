@@ -45,6 +45,7 @@ if TYPE_CHECKING:
 NOT_RUN = "not run"
 # YAML 1.1 (the spec's dialect) reads `1e-6` as a string; on a command line it means a number.
 _EXPONENT_FLOAT = re.compile(r"[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)[eE][-+]?[0-9]+\Z")
+_NULLS = frozenset({"~", "null", "Null", "NULL"})
 
 
 class RunSetupError(Exception):
@@ -209,9 +210,11 @@ def parse_overrides(params: tuple[str, ...], plan: Plan) -> dict[str, Any]:
     }
     problems: list[str] = []
     overrides: dict[str, Any] = {}
+    given: set[str] = set()
     for item in params:
         name, equals, raw = item.partition("=")
         name = name.strip()
+        given.add(name)
         if not equals or not name:
             problems.append(f"-p {item!r}: expected ALIAS-PARAM=VALUE")
             continue
@@ -231,7 +234,7 @@ def parse_overrides(params: tuple[str, ...], plan: Plan) -> dict[str, Any]:
         except ValueError as error:
             problems.append(f"-p {name}: {error}")
     for parameter in plan.parameters:
-        if parameter.required and parameter.name not in overrides:
+        if parameter.required and parameter.name not in given:
             problems.append(
                 f"missing required parameter {parameter.name!r} "
                 f"(pass -p {parameter.name}=VALUE; {parameter.step}'s flow has no default for it)"
@@ -245,11 +248,16 @@ def parse_value(raw: str) -> Any:
     """A `-p` value as YAML reads it (`1000` int, `true` bool, `[1, 2]` list, `''` empty string)."""
     if _EXPONENT_FLOAT.match(raw.strip()):
         return float(raw)
+    if not raw.strip():
+        return ""
     try:
-        return yaml.safe_load(raw) if raw.strip() else ""
+        value = yaml.safe_load(raw)
     except yaml.YAMLError as error:
         problem = getattr(error, "problem", None) or str(error).splitlines()[0]
-        raise ValueError(f"{raw!r} is not a YAML value ({problem})") from None
+        raise ValueError(f"{raw!r} is not a YAML value ({problem}); quote it to pass a string") from None
+    if value is None and raw.strip() not in _NULLS:
+        raise ValueError(f"{raw!r} reads as YAML null; quote it to pass a string, or write null")
+    return value
 
 
 def _current_flow_file(project: Project, spec_path: Path, plan: Plan, lock: Lock) -> tuple[Path, bytes]:
@@ -604,19 +612,25 @@ def print_summary(console: Console, summary: RunSummary) -> None:
     table.add_column("state")
     table.add_column("time", justify="right")
     table.add_column("received")
-    table.add_column("detail", overflow="fold")
+    details = {
+        child.alias: (child.reason if child.state == NOT_RUN else ("" if child.ok else child.message)) or ""
+        for child in summary.children
+    }
+    if any(details.values()):
+        table.add_column("detail", overflow="fold")
     for child in summary.children:
         colour = "green" if child.ok else ("yellow" if child.state == NOT_RUN else "red")
         received = "\n".join(f"{name}={_abbreviate(value)}" for name, value in child.mapped.items())
-        detail = child.reason if child.state == NOT_RUN else ("" if child.ok else child.message)
-        table.add_row(
+        cells = [
             child.alias,
             child.flow,
             f"[{colour}]{child.state}[/]",
             "" if child.duration_s is None else f"{child.duration_s:.2f}s",
             _escape(received or "-"),
-            _escape(_abbreviate_text(detail or "", 200)),
-        )
+        ]
+        if any(details.values()):
+            cells.append(_escape(_abbreviate_text(details[child.alias], 200)))
+        table.add_row(*cells)
     console.print(table)
     counts: dict[str, int] = {}
     for child in summary.children:
@@ -636,6 +650,13 @@ _REPR.maxlevel = 2
 
 
 def _abbreviate(value: Any, width: int = 72) -> str:
+    """A value as the summary shows it; file and db references by what they point at."""
+    if isinstance(value, Mapping) and {"filename", "file_type_string", "filesystem_identifier"} <= set(value):
+        name = str(value["filename"]).rsplit("/", 1)[-1]
+        return _abbreviate_text(f"file …/{name} ({value['filesystem_identifier']})", width)
+    if isinstance(value, Mapping) and isinstance(value.get("query"), Mapping) and "project_name" in value:
+        query = ", ".join(f"{k}={str(v)[:12]}…" if len(str(v)) > 12 else f"{k}={v}" for k, v in value["query"].items())
+        return _abbreviate_text(f"db result {value['project_name']}[{query}]", width)
     return _abbreviate_text(_REPR.repr(value), width)
 
 
