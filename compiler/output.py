@@ -5,12 +5,14 @@ from __future__ import annotations
 import difflib
 import os
 import tempfile
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from compiler.compile import compile_spec, lock_entries
+from compiler.compile import compile_specs, lock_entries
 from compiler.config import Project
-from compiler.diagnostics import CompileError, Diagnostic
+from compiler.diagnostics import Diagnostic
 from compiler.fingerprint import edited_by_hand, inputs_digest, is_intact, read_header, spec_data
 from compiler.lock import Lock, read_lock_file
 
@@ -40,6 +42,7 @@ def build_tree(project: Project, spec_paths: list[Path] | None, lock: Lock) -> T
     paths = project.spec_files() if spec_paths is None else spec_paths
     entries = lock_entries(lock)
     owners: dict[str, str] = {}
+    sources: list[tuple[str, str, Any]] = []  # (display, text, data) of every readable spec
     for path in paths:
         display = project.relative(path)
         tree.specs += 1
@@ -48,17 +51,21 @@ def build_tree(project: Project, spec_paths: list[Path] | None, lock: Lock) -> T
         except (OSError, UnicodeDecodeError) as error:
             tree.diagnostics.append(Diagnostic(display, 1, 1, f"cannot read spec: {error}"))
             continue
-        data = spec_data(text)
+        sources.append((display, text, spec_data(text)))
+    # A name two specs claim is never taken as up to date: compiling both reports the clash.
+    claimed = Counter(_fast_name(data) for _, _, data in sources)
+    stale: list[tuple[str, str]] = []
+    for display, text, data in sources:
         name = _fast_name(data)
-        if name is not None and name not in owners and _intact(project, name, inputs_digest(display, data, entries)):
+        if name is not None and claimed[name] == 1 and _intact(project, name, inputs_digest(display, data, entries)):
             owners[name] = display
             tree.fresh.update(f"{name}/{f}" for f in GENERATED_FILES)
             tree.skipped += 1
-            continue
-        try:
-            files = compile_spec(text, display, lock, entries)
-        except CompileError as error:
-            tree.diagnostics.extend(error.diagnostics)
+        else:
+            stale.append((text, display))
+    for (_, display), files in zip(stale, compile_specs(stale, lock, entries)):
+        if isinstance(files, list):
+            tree.diagnostics.extend(files)
             continue
         name = next(iter(files)).split("/", 1)[0]
         if name in owners:
