@@ -604,6 +604,7 @@ class Progress:
 
 
 def print_summary(console: Console, summary: RunSummary) -> None:
+    """A table of the children, then why each one that did not succeed did not."""
     from rich.table import Table
 
     table = Table(title=f"{summary.flow} ({summary.spec})", title_justify="left", expand=False)
@@ -612,26 +613,22 @@ def print_summary(console: Console, summary: RunSummary) -> None:
     table.add_column("state")
     table.add_column("time", justify="right")
     table.add_column("received")
-    details = {
-        child.alias: (child.reason if child.state == NOT_RUN else ("" if child.ok else child.message)) or ""
-        for child in summary.children
-    }
-    if any(details.values()):
-        table.add_column("detail", overflow="fold")
     for child in summary.children:
         colour = "green" if child.ok else ("yellow" if child.state == NOT_RUN else "red")
         received = "\n".join(f"{name}={_abbreviate(value)}" for name, value in child.mapped.items())
-        cells = [
+        table.add_row(
             child.alias,
             child.flow,
             f"[{colour}]{child.state}[/]",
             "" if child.duration_s is None else f"{child.duration_s:.2f}s",
             _escape(received or "-"),
-        ]
-        if any(details.values()):
-            cells.append(_escape(_abbreviate_text(details[child.alias], 200)))
-        table.add_row(*cells)
+        )
     console.print(table)
+    for child in summary.children:
+        if child.ok:
+            continue
+        detail = child.reason if child.state == NOT_RUN else child.message
+        console.print(f"  {child.alias}: {child.state}: {_escape(_abbreviate_text(detail or '', 400))}")
     counts: dict[str, int] = {}
     for child in summary.children:
         key = "succeeded" if child.ok else (NOT_RUN if child.state == NOT_RUN else "failed")
