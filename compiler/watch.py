@@ -18,6 +18,7 @@ from compiler.diagnostics import CompileError, Diagnostic, format_diagnostics
 from compiler.fingerprint import TEMPLATES_DIR, toolchain_digest
 
 SPEC_SUFFIXES = (".yaml", ".yml")
+MAX_NAMES = 5  # generated projects named in a run's line; the rest are counted
 
 
 @dataclass(frozen=True)
@@ -36,7 +37,10 @@ class Pass:
             count = len(set(self.diagnostics))
             return f"{count} error{'s' if count != 1 else ''}; nothing was written ({self.seconds:.2f}s)"
         changed = sorted({path.split("/")[-2] for path in (*self.written, *self.removed) if "/" in path})
-        names = f": {', '.join(changed)}" if changed else ""
+        shown = ", ".join(changed[:MAX_NAMES]) + (
+            f" and {len(changed) - MAX_NAMES} more" if len(changed) > MAX_NAMES else ""
+        )
+        names = f": {shown}" if changed else ""
         return (
             f"{self.specs} spec{'s' if self.specs != 1 else ''}, {len(self.written)} written, "
             f"{self.unchanged} unchanged, {len(self.removed)} removed ({self.seconds:.2f}s){names}"
@@ -118,12 +122,21 @@ def watch_and_generate(project: Project, spec_paths: list[Path] | None, style: s
     from watchfiles import watch
 
     roots = watched_roots(project, spec_paths)
-    _report(project, "start", generate_pass(project, spec_paths), style)
     input_filter = InputFilter(project, spec_paths)
+    started = False
     try:
-        for changes in watch(*roots, watch_filter=input_filter, debounce=300, step=50):
-            trigger = _trigger(project, (Path(path) for _, path in changes))
-            _report(project, trigger, generate_pass(project, spec_paths), style)
+        # The watcher exists from the first (possibly empty) yield on, so the first pass runs then:
+        # a change made while it runs is not lost.
+        changes_stream = watch(
+            *roots, watch_filter=input_filter, debounce=300, step=50, rust_timeout=250, yield_on_timeout=True
+        )
+        for changes in changes_stream:
+            if not started:
+                started = True
+                _report(project, "start", generate_pass(project, spec_paths), style)
+            elif changes:
+                trigger = _trigger(project, (Path(path) for _, path in changes))
+                _report(project, trigger, generate_pass(project, spec_paths), style)
     except KeyboardInterrupt:
         pass
 

@@ -29,7 +29,11 @@ def edit(path: Path, old: str, new: str) -> None:
 def test_renamed_parameter_is_reported_naming_the_flow_and_the_difference(project: Path) -> None:
     lock = project / "specs" / "flows.lock.yaml"
     before = lock.read_text()
-    edit(project / "examples/flows/scale.py", 'Parameter("factor", default=2.0)', 'Parameter("gain", default=2.0)')
+    edit(
+        project / "examples/flows/scale.py",
+        'Parameter("factor", default=2.0)',
+        'Parameter("gain", default=2.0)',
+    )
     result = flowc("check", cwd=project)
     assert result.returncode == 1
     assert (
@@ -53,16 +57,23 @@ def test_removed_task_is_reported(project: Path) -> None:
 def test_new_required_parameter_is_reported(project: Path) -> None:
     edit(
         project / "examples/flows/analysis.py",
-        '    report(emittance, threshold)',
+        "    report(emittance, threshold)",
         '    report(emittance, threshold)\n    flow.add_task(Parameter("unit", required=True))',
     )
     result = flowc("check", cwd=project)
     assert result.returncode == 1
-    assert "lume/analysis no longer matches its source examples.flows.analysis:flow: parameter 'unit' added (required)" in result.stderr
+    assert (
+        "lume/analysis no longer matches its source examples.flows.analysis:flow: parameter 'unit' added (required)"
+        in result.stderr
+    )
 
 
 def test_drift_as_github_annotation_on_the_lock_entry(project: Path) -> None:
-    edit(project / "examples/flows/scale.py", 'Parameter("factor", default=2.0)', 'Parameter("factor", default=3.0)')
+    edit(
+        project / "examples/flows/scale.py",
+        'Parameter("factor", default=2.0)',
+        'Parameter("factor", default=3.0)',
+    )
     lock_lines = (project / "specs" / "flows.lock.yaml").read_text().splitlines()
     line = lock_lines.index("  lume/scale:") + 1
     result = flowc("check", "--format", "github", cwd=project)
@@ -86,11 +97,17 @@ def test_source_change_without_interface_change_passes_with_a_note(project: Path
     path.write_text(path.read_text() + "\n# a comment changes the file, not the interface\n")
     result = flowc("check", cwd=project)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "note: lume/combine: examples.flows.combine:flow changed but its interface did not" in result.stderr
+    assert (
+        "note: lume/combine: examples.flows.combine:flow changed but its interface did not" in result.stderr
+    )
 
 
 def test_relocking_moves_the_problem_to_the_spec_that_uses_the_old_name(project: Path) -> None:
-    edit(project / "examples/flows/scale.py", 'Parameter("factor", default=2.0)', 'Parameter("gain", default=2.0)')
+    edit(
+        project / "examples/flows/scale.py",
+        'Parameter("factor", default=2.0)',
+        'Parameter("gain", default=2.0)',
+    )
     assert flowc("lock", cwd=project).returncode == 0
     result = flowc("check", cwd=project)
     assert result.returncode == 1

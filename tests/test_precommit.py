@@ -57,11 +57,7 @@ def repo(tmp_path: Path) -> Repo:
     (root / ".gitignore").write_text(".flowc/\n__pycache__/\n")
     gitconfig = tmp_path / "gitconfig"
     gitconfig.write_text("[user]\n\tname = flowc test\n\temail = flowc-test@example.invalid\n")
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith(("GIT_", "PRE_COMMIT"))
-    }
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("GIT_", "PRE_COMMIT"))}
     env.update(
         # `flowc` and `pre-commit` of this interpreter come first, as after `pip install -e .[test]`.
         PATH=f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
@@ -173,6 +169,8 @@ def test_repository_config_uses_the_published_hooks() -> None:
 
 def test_published_manifest_is_valid() -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "pre_commit", "validate-manifest", str(MANIFEST)], capture_output=True, text=True
+        [sys.executable, "-m", "pre_commit", "validate-manifest", str(MANIFEST)],
+        capture_output=True,
+        text=True,
     )
     assert result.returncode == 0, result.stdout + result.stderr

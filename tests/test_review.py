@@ -85,7 +85,11 @@ def expected_graph(plan: Plan) -> Graph:
         (ids[mapped.parent], ids[step.alias], f"{mapped.parameter} ({mapped.map_type})", False)
         for step in plan.steps
         for mapped in step.inputs
-    ] + [(ids[parent], ids[step.alias], "depends_on", True) for step in plan.steps for parent in step.depends_on]
+    ] + [
+        (ids[parent], ids[step.alias], "depends_on", True)
+        for step in plan.steps
+        for parent in step.depends_on
+    ]
     return Graph(nodes, edges)
 
 
@@ -97,7 +101,8 @@ def lock():  # noqa: ANN201 - compiler.lock.Lock
 @pytest.fixture(scope="module")
 def plans(lock) -> dict[str, Plan]:  # noqa: ANN001
     found = {
-        spec.stem: compile_plan(spec.read_text(encoding="utf-8"), f"specs/{spec.name}", lock) for spec in SPECS
+        spec.stem: compile_plan(spec.read_text(encoding="utf-8"), f"specs/{spec.name}", lock)
+        for spec in SPECS
     }
     found["keywords"] = compile_plan(KEYWORD_SPEC, "specs/keywords.yaml", lock)
     return found
@@ -117,7 +122,12 @@ def test_mermaid_parses_back_to_the_plan(name: str, plans: dict[str, Plan]) -> N
 
 
 def test_keyword_aliases_get_ids_mermaid_accepts(plans: dict[str, Plan]) -> None:
-    assert mermaid_ids(plans["keywords"]) == {"end": "end__", "graph": "graph_", "end_": "end_", "class": "class_"}
+    assert mermaid_ids(plans["keywords"]) == {
+        "end": "end__",
+        "graph": "graph_",
+        "end_": "end_",
+        "class": "class_",
+    }
 
 
 @pytest.fixture(scope="session")
@@ -156,7 +166,12 @@ def _unavailable(reason: str) -> Path:
 
 def run_mermaid(script: Path, texts: list[str]) -> list[dict]:
     result = subprocess.run(
-        ["node", script.name], cwd=script.parent, input=json.dumps(texts), capture_output=True, text=True, timeout=120
+        ["node", script.name],
+        cwd=script.parent,
+        input=json.dumps(texts),
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     line = next((x for x in result.stdout.splitlines() if x.startswith("MERMAID-RESULT ")), None)
     assert line is not None, result.stdout + result.stderr
@@ -169,32 +184,50 @@ def test_mermaid_itself_parses_every_graph_to_the_plan(mermaid_parser: Path, pla
         assert "error" not in result, (name, result.get("error"))
         expected = expected_graph(plans[name])
         # Mermaid normalises <br/> to <br> and leaves entities for the renderer.
-        nodes = {n["id"]: html.unescape(_unescape(n["text"])).replace("<br>", "<br/>") for n in result["nodes"]}
+        nodes = {
+            n["id"]: html.unescape(_unescape(n["text"])).replace("<br>", "<br/>") for n in result["nodes"]
+        }
         assert nodes == expected.nodes, name
         edges = sorted(
-            (e["start"], e["end"], html.unescape(_unescape(e["text"])), e["stroke"] == "dotted") for e in result["edges"]
+            (e["start"], e["end"], html.unescape(_unescape(e["text"])), e["stroke"] == "dotted")
+            for e in result["edges"]
         )
         assert edges == sorted(expected.edges), name
 
 
 def test_mermaid_parser_rejects_what_github_would_not_draw(mermaid_parser: Path) -> None:
     """The real parser can fail: a keyword as a node id is an error."""
-    (result,) = run_mermaid(mermaid_parser, ['flowchart LR\n    end["end<br/>scale"]\n    a -->|"x (raw)"| end'])
+    (result,) = run_mermaid(
+        mermaid_parser, ['flowchart LR\n    end["end<br/>scale"]\n    a -->|"x (raw)"| end']
+    )
     assert "Parse error" in result.get("error", "")
 
 
 def parse_dot(text: str) -> Graph:
     lines = text.splitlines()
-    assert re.fullmatch(r'digraph "[A-Za-z0-9_]+" \{', lines[0]) and lines[1] == "    rankdir=LR;" and lines[-1] == "}"
+    assert (
+        re.fullmatch(r'digraph "[A-Za-z0-9_]+" \{', lines[0])
+        and lines[1] == "    rankdir=LR;"
+        and lines[-1] == "}"
+    )
     node = re.compile(r'    (?P<id>"[^"]*") \[label=(?P<label>"[^"]*")\];\Z')
-    edge = re.compile(r'    (?P<a>"[^"]*") -> (?P<b>"[^"]*") \[label=(?P<label>"[^"]*")(?P<dashed>, style=dashed)?\];\Z')
+    edge = re.compile(
+        r'    (?P<a>"[^"]*") -> (?P<b>"[^"]*") \[label=(?P<label>"[^"]*")(?P<dashed>, style=dashed)?\];\Z'
+    )
     nodes: dict[str, str] = {}
     edges: list[tuple[str, str, str, bool]] = []
     for line in lines[2:-1]:
         if match := node.match(line):
             nodes[json.loads(match["id"])] = json.loads(match["label"])
         elif match := edge.match(line):
-            edges.append((json.loads(match["a"]), json.loads(match["b"]), json.loads(match["label"]), bool(match["dashed"])))
+            edges.append(
+                (
+                    json.loads(match["a"]),
+                    json.loads(match["b"]),
+                    json.loads(match["label"]),
+                    bool(match["dashed"]),
+                )
+            )
         else:
             raise AssertionError(f"not flowc's DOT: {line!r}")
     return Graph(nodes, edges)
@@ -207,11 +240,15 @@ def test_dot_parses_back_to_the_plan(name: str, plans: dict[str, Plan]) -> None:
     assert graph.nodes == {step.alias: f"{step.alias}\n{step.flow_name}" for step in plan.steps}
     ids = {v: k for k, v in mermaid_ids(plan).items()}
     expected = expected_graph(plan)
-    assert sorted(graph.edges) == sorted((ids[a], ids[b], label, dotted) for a, b, label, dotted in expected.edges)
+    assert sorted(graph.edges) == sorted(
+        (ids[a], ids[b], label, dotted) for a, b, label, dotted in expected.edges
+    )
 
 
 @pytest.mark.parametrize("spec", SPECS, ids=lambda p: p.stem)
-def test_flowc_graph_prints_the_plan(spec: Path, plans: dict[str, Plan], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_flowc_graph_prints_the_plan(
+    spec: Path, plans: dict[str, Plan], monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.chdir(REPO)
     runner = CliRunner()
     default = runner.invoke(main, ["graph", f"specs/{spec.name}"])
@@ -238,7 +275,9 @@ def test_flowc_graph_usage_and_spec_errors(tmp_path: Path, monkeypatch: pytest.M
 
 
 @pytest.mark.parametrize("spec", SPECS, ids=lambda p: p.stem)
-def test_readme_shows_graph_parameters_mappings_image_and_labels(spec: Path, plans: dict[str, Plan], lock) -> None:  # noqa: ANN001
+def test_readme_shows_graph_parameters_mappings_image_and_labels(
+    spec: Path, plans: dict[str, Plan], lock
+) -> None:  # noqa: ANN001
     plan = plans[spec.stem]
     files = compile_spec(spec.read_text(encoding="utf-8"), f"specs/{spec.name}", lock)
     readme = files[f"{plan.name}/README.md"]
@@ -263,15 +302,28 @@ def test_readme_shows_graph_parameters_mappings_image_and_labels(spec: Path, pla
 
 def test_db_mapping_row_shows_its_attribute_index(plans: dict[str, Plan], lock) -> None:  # noqa: ANN001
     spec = REPO / "specs" / "impact_pipeline.yaml"
-    readme = compile_spec(spec.read_text(encoding="utf-8"), "specs/impact_pipeline.yaml", lock)["impact_pipeline/README.md"]
+    readme = compile_spec(spec.read_text(encoding="utf-8"), "specs/impact_pipeline.yaml", lock)[
+        "impact_pipeline/README.md"
+    ]
     assert '| db | `["outputs", "end_norm_emit_x"]` |' in readme
 
 
 def test_gitattributes_fold_generated_files_in_review() -> None:
     result = subprocess.run(
-        ["git", "check-attr", "linguist-generated", "--", "generated/fan_in/flow.py", "generated/x/README.md",
-         "specs/flows.lock.yaml", "specs/fan_in.yaml"],
-        cwd=REPO, capture_output=True, text=True, check=True,
+        [
+            "git",
+            "check-attr",
+            "linguist-generated",
+            "--",
+            "generated/fan_in/flow.py",
+            "generated/x/README.md",
+            "specs/flows.lock.yaml",
+            "specs/fan_in.yaml",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     assert result.stdout.splitlines() == [
         "generated/fan_in/flow.py: linguist-generated: true",

@@ -26,13 +26,13 @@ VALID_HEAD = "name: typed\nproject_name: lume\n"
 # Type errors an editor should underline while the spec is being written.
 TYPE_ERRORS = {
     "name_not_a_string": "name: 42\nproject_name: lume\ncomposing_flows: [{name: a, project_name: lume}]\n",
-    "labels_not_a_list": VALID_HEAD + "labels: lume-services\ncomposing_flows: [{name: a, project_name: lume}]\n",
+    "labels_not_a_list": VALID_HEAD
+    + "labels: lume-services\ncomposing_flows: [{name: a, project_name: lume}]\n",
     "flows_not_a_list": VALID_HEAD + "composing_flows: {name: a, project_name: lume}\n",
     "flow_not_a_mapping": VALID_HEAD + "composing_flows: [distgen]\n",
     "parameters_not_a_mapping": VALID_HEAD
     + "composing_flows: [{name: a, project_name: lume, parameters: [1, 2]}]\n",
-    "depends_on_not_a_list": VALID_HEAD
-    + "composing_flows: [{name: a, project_name: lume, depends_on: b}]\n",
+    "depends_on_not_a_list": VALID_HEAD + "composing_flows: [{name: a, project_name: lume, depends_on: b}]\n",
     "map_type_not_a_string": VALID_HEAD
     + "composing_flows:\n  - name: a\n    project_name: lume\n"
     + "    mapped_parameters: {x: {parent_flow_name: b, parent_task_name: t, map_type: 3}}\n",
@@ -59,9 +59,9 @@ def validator() -> jsonschema.protocols.Validator:
 def test_committed_schema_is_what_flowc_schema_prints() -> None:
     result = CliRunner().invoke(main, ["schema"])
     assert result.exit_code == 0, result.output
-    assert SCHEMA_PATH.read_text(encoding="utf-8") == result.output, (
-        "specs/flowc.schema.json is stale: run `flowc schema > specs/flowc.schema.json`"
-    )
+    assert (
+        SCHEMA_PATH.read_text(encoding="utf-8") == result.output
+    ), "specs/flowc.schema.json is stale: run `flowc schema > specs/flowc.schema.json`"
 
 
 def test_schema_is_draft_2020_12_with_a_title(validator: jsonschema.protocols.Validator) -> None:
@@ -84,13 +84,17 @@ def test_schema_accepts_example_spec(spec: Path, validator: jsonschema.protocols
 
 
 @pytest.mark.parametrize("name", CORPUS_TYPE_ERRORS)
-def test_schema_rejects_type_error_of_bad_spec_corpus(name: str, validator: jsonschema.protocols.Validator) -> None:
+def test_schema_rejects_type_error_of_bad_spec_corpus(
+    name: str, validator: jsonschema.protocols.Validator
+) -> None:
     data = yaml.safe_load((CORPUS / f"{name}.yaml").read_text(encoding="utf-8"))
     assert not validator.is_valid(data)
 
 
 @pytest.mark.parametrize("name", sorted(TYPE_ERRORS))
-def test_schema_and_flowc_both_reject_type_error(name: str, validator: jsonschema.protocols.Validator) -> None:
+def test_schema_and_flowc_both_reject_type_error(
+    name: str, validator: jsonschema.protocols.Validator
+) -> None:
     text = TYPE_ERRORS[name]
     assert not validator.is_valid(yaml.safe_load(text))
     with pytest.raises(CompileError):
@@ -101,6 +105,8 @@ def test_type_error_specs_differ_from_a_valid_one_only_in_the_error(
     validator: jsonschema.protocols.Validator,
 ) -> None:
     """The negative cases above fail for their one error, not because the base is broken."""
-    valid = VALID_HEAD + "composing_flows: [{name: a, project_name: lume, parameters: {n: 1}, depends_on: []}]\n"
+    valid = (
+        VALID_HEAD + "composing_flows: [{name: a, project_name: lume, parameters: {n: 1}, depends_on: []}]\n"
+    )
     assert validator.is_valid(yaml.safe_load(valid))
     parse_spec(valid, "specs/typed.yaml")
