@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-import shutil
 import subprocess
 import sys
 import tarfile
@@ -454,10 +453,11 @@ def flowc_wheel(progress: Progress) -> Path:
             "flowc is not installed from a source tree, so it cannot build its own wheel for the images; "
             "set FLOWC_WHEEL to a flowc-*.whl of this version"
         )
-    sources = wheel_sources(root)
+    # Read once: the digest names exactly the bytes that go into the wheel.
+    sources = {path.relative_to(root).as_posix(): path.read_bytes() for path in wheel_sources(root)}
     digest = hashlib.sha256()
-    for path in sources:
-        digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+    for name, data in sources.items():
+        digest.update(name.encode() + b"\0" + data + b"\0")
     target = cache_dir() / "wheels" / digest.hexdigest()[:24]
     cached = sorted(target.glob("flowc-*.whl")) if target.is_dir() else []
     if cached:
@@ -466,10 +466,10 @@ def flowc_wheel(progress: Progress) -> Path:
     progress.say(f"building flowc's wheel from {root}")
     with tempfile.TemporaryDirectory(dir=target.parent, prefix=".build-") as scratch:
         source = Path(scratch) / "src"
-        for path in sources:
-            destination = source / path.relative_to(root)
+        for name, data in sources.items():
+            destination = source / name
             destination.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(path, destination)
+            destination.write_bytes(data)
         out = Path(scratch) / "out"
         env = {**os.environ, "SOURCE_DATE_EPOCH": WHEEL_SOURCE_DATE_EPOCH, "PIP_NO_INPUT": "1"}
         command = [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(out), str(source)]
