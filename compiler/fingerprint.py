@@ -20,7 +20,9 @@ import yaml
 from compiler import __version__
 from compiler.yamlsafe import YamlLimitError, load_bounded
 
-TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
+# The repository's templates/, seen through the compiler/templates symlink, which a wheel
+# turns into package data: a checkout and an installed flowc read the same files.
+TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
 TEMPLATE_NAMES = ("flow.py.j2", "Dockerfile.j2", "README.md.j2")
 # Every image holds the runtime (from flowc's own wheel), so its source is an input of the image tag.
 PACKAGE_DIR = Path(__file__).resolve().parent
