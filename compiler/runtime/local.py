@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import logging
 import threading
 import time
 import uuid
@@ -39,6 +40,7 @@ from prefect.engine.state import Failed, State, TriggerFailed
 from prefect.tasks.prefect import flow_run as prefect_flow_run
 
 LOCAL_RUN_PREFIX = "local-"
+_LOGGER = logging.getLogger("flowc.runtime.local")
 
 # The run functions of Prefect's orchestration tasks; every copy a flow holds shares them.
 CREATE_FLOW_RUN = prefect_flow_run.create_flow_run.run
@@ -241,7 +243,7 @@ class LocalBackend:
             if idempotency_key:
                 self._by_idempotency_key[idempotency_key] = run.run_id
             self._threads.append(thread)
-        prefect.context.logger.info(
+        _task_logger().info(
             f"Created local flow run {run.run_name or run.run_id!r} for flow {flow.name!r}"
         )
         thread.start()
@@ -264,7 +266,7 @@ class LocalBackend:
         state = run.state
         assert state is not None  # set before `done`
         if stream_states:
-            prefect.context.logger.info(
+            _task_logger().info(
                 f"Flow {run.run_name or run.run_id!r}: Entered state <{type(state).__name__}>: "
                 f"{state.message}"
             )
@@ -317,28 +319,35 @@ class LocalBackend:
         return run
 
     def _execute(self, run: LocalFlowRun, extra_context: dict[str, Any], start_at: float | None) -> None:
-        if start_at is not None:
-            time.sleep(max(0.0, start_at - time.time()))
-        context = {
-            "flow_run_id": run.run_id,
-            "project_name": run.project_name,
-            "checkpointing": True,
-            **({"flow_run_name": run.run_name} if run.run_name else {}),
-            **extra_context,
-        }
-        run.started_at = datetime.now(timezone.utc)
+        """The child's thread: whatever happens, the run ends with a state and `done` is set."""
+        state: State | None = None
         started = time.perf_counter()
-        self._notify("run_started", run)
         try:
+            if start_at is not None:
+                time.sleep(max(0.0, start_at - time.time()))
+            context = {
+                "flow_run_id": run.run_id,
+                "project_name": run.project_name,
+                "checkpointing": True,
+                **({"flow_run_name": run.run_name} if run.run_name else {}),
+                **extra_context,
+            }
+            run.started_at = datetime.now(timezone.utc)
+            started = time.perf_counter()
+            self._notify("run_started", run)
             state = run.flow.run(parameters=run.parameters, run_on_schedule=False, context=context)
             if state is None:
                 state = Failed("the flow run returned no state")
         except Exception as error:  # parameters the flow rejects, or a crash in its runner
             state = Failed(f"flow run could not start: {error}", result=error)
-        run.duration_s = time.perf_counter() - started
-        run.finished_at = datetime.now(timezone.utc)
-        run.state = state
-        run.done.set()
+        except BaseException as error:  # even an interrupt must not leave a waiting task hanging
+            state = Failed(f"flow run was interrupted: {error!r}", result=error)
+            raise
+        finally:
+            run.duration_s = time.perf_counter() - started
+            run.finished_at = datetime.now(timezone.utc)
+            run.state = state
+            run.done.set()
         self._notify("run_finished", run)
 
     def _notify(self, event: str, run: LocalFlowRun) -> None:
@@ -346,8 +355,14 @@ class LocalBackend:
             return
         try:
             getattr(self._listener, event)(run)
-        except Exception:  # a broken display must not hang the waiting tasks
-            prefect.context.logger.exception("flowc: run listener failed")
+        except Exception:  # a broken display (a closed pipe) must not stop or hang the run
+            _LOGGER.debug("flowc: run listener failed on %s", event, exc_info=True)
+
+
+def _task_logger() -> logging.Logger:
+    """The running task's logger, as Prefect's own tasks use; this module's outside a task."""
+    logger = prefect.context.get("logger")
+    return logger if isinstance(logger, logging.Logger) else _LOGGER
 
 
 def _with_signature_of(original: Callable[..., Any], implementation: Callable[..., Any]) -> Callable[..., Any]:
