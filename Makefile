@@ -18,5 +18,7 @@ lock:
 test:
 	$(PYTHON) -m pytest -n 2 tests
 
+# Build, push and register every spec (see README: Building and registering), e.g.
+# `make build SPECS=specs/fan_in.yaml BUILD_FLAGS=--no-register`.
 build:
-	flowc build
+	flowc build $(BUILD_FLAGS) $(SPECS)

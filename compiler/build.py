@@ -531,9 +531,15 @@ def register_flows(targets: list[Target], tally: Tally, progress: Progress) -> N
         backend = Backend()
         backend.ensure_reachable()
     except BackendUnreachable as error:
+        name = backend_name()
+        hint = (
+            "set [server] endpoint in ~/.prefect/config.toml or PREFECT__SERVER__ENDPOINT"
+            if name == "server"
+            else "for a Prefect Server run `prefect backend server`"
+        )
         raise BuildFailure(
-            f"cannot reach the Prefect backend ({backend_name()}) at {_backend_url()}: {_one_line(str(error))} "
-            "(configure it with `prefect backend server` and PREFECT__SERVER__ENDPOINT, or pass --no-register)"
+            f"cannot reach the Prefect backend ({name}) at {_backend_url()}: {_one_line(str(error))} "
+            f"({hint}; or pass --no-register or --json FILE)"
         ) from None
     for target, serialized in _serialized_flows(targets, tally):
         try:
