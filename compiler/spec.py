@@ -29,12 +29,15 @@ from compiler.yamlsafe import (  # bounds that keep hostile YAML cheap to reject
     compose_bounded,
 )
 
+MAX_DIAGNOSTICS = 100  # per spec; past it one line counts the rest
+
 DEFAULT_BASE_IMAGE = "prefecthq/prefect:1.4.1-python3.10"
 DEFAULT_LABELS = ("lume-services",)
 
 Path = tuple[Union[str, int], ...]
 
 IDENTIFIER = re.compile(r"[A-Za-z][A-Za-z0-9_]*\Z")
+MAX_NAME_LENGTH = 100  # spec names and aliases: directory names, image repositories, variables
 # Prefect names, labels and project names: printable, no quotes or shell/template metacharacters.
 PREFECT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9 ._-]{0,99}\Z")
 LABEL = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/-]{0,62}\Z")
@@ -50,10 +53,24 @@ IMAGE_REFERENCE = re.compile(
 )
 
 
+def _shown(value: str) -> str:
+    """A value quoted for a message, cut short: a spec may hold a megabyte in one string."""
+    return repr(value) if len(value) <= 80 else repr(value[:60]) + f"... ({len(value)} characters)"
+
+
+def _short_name(value: str) -> str:
+    if len(value) > MAX_NAME_LENGTH:
+        raise ValueError(
+            f"{_shown(value)} is longer than {MAX_NAME_LENGTH} characters "
+            "(it names a directory, an image and Python variables)"
+        )
+    return value
+
+
 def _matching(pattern: re.Pattern[str], what: str) -> AfterValidator:
     def check(value: str) -> str:
         if not pattern.match(value):
-            raise ValueError(f"{value!r} is not a valid {what}")
+            raise ValueError(f"{_shown(value)} is not a valid {what}")
         return value
 
     return AfterValidator(check)
@@ -64,21 +81,21 @@ def _image_repository(value: str) -> str:
         return value
     if IMAGE_REFERENCE.match(value):
         raise ValueError(
-            f"{value!r}: give the image repository without a tag; flowc computes the tag"
+            f"{_shown(value)}: give the image repository without a tag; flowc computes the tag"
         )
-    raise ValueError(f"{value!r} is not a valid image repository")
+    raise ValueError(f"{_shown(value)} is not a valid image repository")
 
 
 def _pinned_base_image(value: str) -> str:
     """A base image with a tag (not `latest`) or a digest: the image tag is a content hash of
     the inputs, which means nothing if FROM can move (and hadolint warns: DL3006, DL3007)."""
     if not IMAGE_REFERENCE.match(value):
-        raise ValueError(f"{value!r} is not a valid image reference")
+        raise ValueError(f"{_shown(value)} is not a valid image reference")
     last = value.split("@", 1)[0].rsplit("/", 1)[-1]
     tag = last.split(":", 1)[1] if ":" in last else None
     if "@" not in value and tag in (None, "latest"):
         raise ValueError(
-            f"base_image {value!r} is not pinned; give a tag other than latest (or a digest), "
+            f"base_image {_shown(value)} is not pinned; give a tag other than latest (or a digest), "
             f"e.g. {DEFAULT_BASE_IMAGE!r}"
         )
     return value
@@ -94,7 +111,9 @@ def _json_value(value: Any) -> Any:
     return value
 
 
-Identifier = Annotated[StrictStr, _matching(IDENTIFIER, "name (letters, digits, '_'; starts with a letter)")]
+Identifier = Annotated[
+    StrictStr, _matching(IDENTIFIER, "name (letters, digits, '_'; starts with a letter)"), AfterValidator(_short_name)
+]
 PrefectName = Annotated[StrictStr, _matching(PREFECT_NAME, "Prefect name (letters, digits, ' ._-')")]
 Label = Annotated[StrictStr, _matching(LABEL, "label (letters, digits, '._/-')")]
 TaskName = Annotated[StrictStr, _matching(TASK_NAME, "task name")]
@@ -243,7 +262,7 @@ def load_yaml(text: str, path: str) -> tuple[Any, SourceMap]:
     builder = _Builder(where)
     data = builder.build(root, ())
     if builder.problems:
-        raise CompileError(builder.problems)
+        raise CompileError(_at_most(MAX_DIAGNOSTICS, builder.problems))
     return data, where
 
 
@@ -290,7 +309,7 @@ class _Builder:
                 self._problem(key_node, "mapping keys must be strings")
                 continue
             if key in result:
-                self._problem(key_node, f"duplicate key {key!r}")
+                self._problem(key_node, f"duplicate key {_shown(key)}")
                 continue
             self.where.keys.setdefault(path + (key,), self._position(key_node))
             result[key] = self.build(value_node, path + (key,))
@@ -309,9 +328,31 @@ class _Builder:
         return value
 
 
+def _at_most(limit: int, diagnostics: list[Diagnostic]) -> list[Diagnostic]:
+    """The first `limit` problems, then one line counting the rest: a hostile spec with 100 000
+    unknown keys must not print (or compute suggestions for) 100 000 lines."""
+    if len(diagnostics) <= limit:
+        return diagnostics
+    shown = sorted(diagnostics)[:limit]
+    return [*shown, _more(shown[-1], len(diagnostics) - limit)]
+
+
+def _more(last: Diagnostic, count: int) -> Diagnostic:
+    return Diagnostic(last.path, last.line, last.col, f"... and {count} more problems in this spec")
+
+
 def _pydantic_diagnostics(error: ValidationError, data: Any, where: SourceMap) -> list[Diagnostic]:
+    errors = error.errors()
+    # Suggestions cost a difflib search each: compute them for the problems that are shown.
+    shown = _pydantic_diagnostics_of(errors[:MAX_DIAGNOSTICS], data, where)
+    if len(errors) > MAX_DIAGNOSTICS:
+        shown.append(_more(max(shown), len(errors) - MAX_DIAGNOSTICS))
+    return shown
+
+
+def _pydantic_diagnostics_of(errors: list[Any], data: Any, where: SourceMap) -> list[Diagnostic]:
     diagnostics = []
-    for item in error.errors():
+    for item in errors:
         loc = tuple(item["loc"])
         kind = item["type"]
         # Drop pydantic's union/validator path segments that are not keys of the document.
@@ -319,7 +360,7 @@ def _pydantic_diagnostics(error: ValidationError, data: Any, where: SourceMap) -
         if kind == "extra_forbidden":
             key = path[-1] if path else ""
             allowed = _allowed_keys(path[:-1], data)
-            message = f"unknown key {key!r}{did_you_mean(str(key), allowed)}"
+            message = f"unknown key {_shown(str(key))}{did_you_mean(str(key), allowed)}"
             diagnostics.append(where.at(path, message, key=True))
         elif kind == "missing":
             field_name = loc[-1]
@@ -380,7 +421,8 @@ def _message(item: dict[str, Any], path: Path) -> str:
     if kind == "literal_error":
         expected = item.get("ctx", {}).get("expected", "")
         got = item.get("input")
-        return f"{where_name}: expected one of {expected}, got {got!r}{did_you_mean(str(got), _literals(expected))}"
+        shown = _shown(got) if isinstance(got, str) else repr(got)
+        return f"{where_name}: expected one of {expected}, got {shown}{did_you_mean(str(got), _literals(expected))}"
     if kind == "too_short":
         return f"{where_name}: must not be empty"
     if kind == "string_pattern_mismatch":
@@ -402,7 +444,7 @@ def _describe(value: Any) -> str:
     if isinstance(value, (int, float)):
         return f"the number {value!r}"
     if isinstance(value, str):
-        return f"the string {value!r}"
+        return f"the string {_shown(value)}"
     if isinstance(value, list):
         return "a list"
     if isinstance(value, dict):

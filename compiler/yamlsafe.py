@@ -1,10 +1,11 @@
-"""YAML -> node tree under hard bounds, without recursion: hostile documents end cheaply.
+"""YAML -> node tree under hard bounds: hostile documents end cheaply, without a crash.
 
 pyyaml's composers recurse once per nesting level (libyaml's does so in C, where a document of
 100 000 nested `[` overflows the stack and kills the process) and build every node before
-anyone can count them (a 2 MiB file of small values takes seconds and hundreds of MB). This
-composer reads the parser's events one at a time, keeps its own stack, and stops at the first
-event past a bound. It imports only pyyaml, so the fast path (fingerprint.py) can use it too.
+anyone can count them (a 2 MiB file of small values takes seconds and hundreds of MB). Here the
+parser's events are read first, one at a time and without recursion, and composing starts only
+when the document is within MAX_NODES and MAX_DEPTH. It imports only pyyaml, so the fast path
+(fingerprint.py) uses it too.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ MAX_NODES = 200_000  # nodes in the document as written (aliases count once here
 MAX_DEPTH = 64  # nested collections below the root
 
 _Parser = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-_RESOLVER = yaml.resolver.Resolver()
 
 
 class YamlLimitError(Exception):
@@ -44,96 +44,47 @@ def compose_bounded(text: str) -> yaml.Node | None:
     if too_large(text):
         raise YamlLimitError(f"spec is larger than {MAX_SPEC_BYTES // 1024} KiB", None)
     try:
-        return _compose_with(_Parser, text)
+        _check_bounds(_Parser, text)
     except yaml.YAMLError as fast_error:
         if _Parser is yaml.SafeLoader:
             raise
         # libyaml's messages are terse ("did not find expected ','"); pyyaml's parser, also
         # without recursion, says the same thing better and at the same place.
         try:
-            _compose_with(yaml.SafeLoader, text)
+            _check_bounds(yaml.SafeLoader, text)
         except yaml.YAMLError:
             raise
         raise fast_error from None
+    # Within the bounds, composing recurses at most MAX_DEPTH levels and builds at most
+    # MAX_NODES nodes: libyaml can do it at its own speed.
+    return yaml.compose(text, Loader=_Parser)
 
 
-def _compose_with(loader: type[yaml.SafeLoader], text: str) -> yaml.Node | None:
+def _check_bounds(loader: type[yaml.SafeLoader], text: str) -> None:
+    """Read the parser's events (no recursion, nothing kept) and stop at the first bound passed."""
     parser = loader(text)
+    depth = nodes = documents = 0
     try:
-        return _compose(parser)
+        while parser.check_event():
+            event = parser.get_event()
+            kind = type(event)
+            if kind is yaml.ScalarEvent or kind is yaml.AliasEvent:
+                nodes += 1
+            elif kind is yaml.MappingStartEvent or kind is yaml.SequenceStartEvent:
+                nodes += 1
+                depth += 1
+                if depth > MAX_DEPTH:
+                    raise YamlLimitError(f"nesting deeper than {MAX_DEPTH} levels", event.start_mark)
+            elif kind is yaml.MappingEndEvent or kind is yaml.SequenceEndEvent:
+                depth -= 1
+            elif kind is yaml.DocumentStartEvent:
+                documents += 1
+                if documents > 1:
+                    raise SeveralDocumentsError("a spec holds one YAML document", event.start_mark)
+            if nodes > MAX_NODES:
+                raise YamlLimitError(f"document has more than {MAX_NODES} values", event.start_mark)
     finally:
         parser.dispose()
-
-
-def _compose(parser: yaml.SafeLoader) -> yaml.Node | None:
-    anchors: dict[str, yaml.Node] = {}
-    # Open collections: the node and the items read so far (keys and values alternate in a mapping).
-    stack: list[tuple[yaml.Node, list[yaml.Node]]] = []
-    root: yaml.Node | None = None
-    documents = 0
-    count = 0
-    while parser.check_event():
-        event = parser.get_event()
-        if isinstance(event, yaml.DocumentStartEvent):
-            documents += 1
-            if documents > 1:
-                raise SeveralDocumentsError("a spec holds one YAML document", event.start_mark)
-            continue
-        if isinstance(event, (yaml.StreamStartEvent, yaml.StreamEndEvent, yaml.DocumentEndEvent)):
-            continue
-        if isinstance(event, (yaml.SequenceEndEvent, yaml.MappingEndEvent)):
-            node, items = stack.pop()
-            if isinstance(node, yaml.MappingNode):
-                node.value.extend(zip(items[0::2], items[1::2]))
-            node.end_mark = event.end_mark
-            continue
-        count += 1
-        if count > MAX_NODES:
-            raise YamlLimitError(f"document has more than {MAX_NODES} values", event.start_mark)
-        node = _node(event, anchors, len(stack))
-        if stack:
-            stack[-1][1].append(node)
-        else:
-            root = node
-        if isinstance(event, yaml.SequenceStartEvent):
-            stack.append((node, node.value))  # items go straight into the node
-        elif isinstance(event, yaml.MappingStartEvent):
-            stack.append((node, []))
-    return root
-
-
-def _node(event: yaml.Event, anchors: dict[str, yaml.Node], depth: int) -> yaml.Node:
-    if isinstance(event, yaml.AliasEvent):
-        if event.anchor not in anchors:
-            raise yaml.composer.ComposerError(
-                None, None, f"found undefined alias {event.anchor!r}", event.start_mark
-            )
-        return anchors[event.anchor]
-    anchor = event.anchor
-    if anchor is not None and anchor in anchors:
-        raise yaml.composer.ComposerError(
-            f"found duplicate anchor {anchor!r}; first occurrence",
-            anchors[anchor].start_mark,
-            "second occurrence",
-            event.start_mark,
-        )
-    node: yaml.Node
-    if isinstance(event, yaml.ScalarEvent):
-        tag = event.tag
-        if tag is None or tag == "!":
-            tag = _RESOLVER.resolve(yaml.ScalarNode, event.value, event.implicit)
-        node = yaml.ScalarNode(tag, event.value, event.start_mark, event.end_mark, style=event.style)
-    else:
-        if depth >= MAX_DEPTH:
-            raise YamlLimitError(f"nesting deeper than {MAX_DEPTH} levels", event.start_mark)
-        kind = yaml.SequenceNode if isinstance(event, yaml.SequenceStartEvent) else yaml.MappingNode
-        tag = event.tag
-        if tag is None or tag == "!":
-            tag = _RESOLVER.resolve(kind, None, event.implicit)
-        node = kind(tag, [], event.start_mark, None, flow_style=event.flow_style)
-    if anchor is not None:
-        anchors[anchor] = node
-    return node
 
 
 def load_bounded(text: str) -> object:
