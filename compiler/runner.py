@@ -156,7 +156,11 @@ def run_command(project: Project, spec_path: Path, params: tuple[str, ...], as_j
         errors.print(str(error), markup=False)
         return 1
     progress = Console(stderr=as_json, highlight=False, soft_wrap=True)
-    summary = execute(prepared, Progress(progress, prepared.plan), quiet_stdout=as_json)
+    try:
+        summary = execute(prepared, Progress(progress, prepared.plan), quiet_stdout=as_json)
+    except KeyboardInterrupt:
+        errors.print("flowc run: interrupted; child flows still running were abandoned")
+        return 130
     if as_json:
         sys.stdout.write(json.dumps(summary.as_json(), indent=2, default=repr) + "\n")
         sys.stdout.flush()
@@ -398,7 +402,7 @@ def execute(prepared: PreparedRun, progress: Progress, quiet_stdout: bool = Fals
             except Exception as error:  # the engine itself failed; report it as the run's outcome
                 crash = error
     duration = time.perf_counter() - started
-    children = summarize_children(plan, flow, state, backend.runs, run_id, progress)
+    children = summarize_children(plan, flow, state, backend.runs, progress)
     for child in children:
         if child.state == NOT_RUN:
             progress.not_run(child)
@@ -424,12 +428,9 @@ def summarize_children(
     flow: prefect.Flow,
     state: Any,
     runs: list[LocalFlowRun],
-    composite_run_id: str,
     progress: Progress,
 ) -> list[ChildSummary]:
     """One summary per step, in run order; nested runs (a child that composes) follow their parent."""
-    from compiler.runtime.local import child_results, failure_detail
-
     by_alias: dict[str, list[LocalFlowRun]] = {}
     for run in runs:
         by_alias.setdefault(progress.label(run), []).append(run)
@@ -441,7 +442,7 @@ def summarize_children(
         )
         step_runs = by_alias.pop(step.alias, [])
         if step_runs:
-            _fill_from_run(child, step_runs[-1], step, child_results, failure_detail)
+            _fill_from_run(child, step_runs[-1], step)
         else:
             child.reason = _not_run_reason(step, summaries, flow, state)
         summaries[step.alias] = child
@@ -449,17 +450,19 @@ def summarize_children(
         for label in sorted(k for k in by_alias if k.startswith(f"{step.alias}/")):
             for run in by_alias.pop(label):
                 nested = ChildSummary(alias=label, flow=f"{run.project_name}/{run.flow_name}", source=None)
-                _fill_from_run(nested, run, None, child_results, failure_detail)
+                _fill_from_run(nested, run, None)
                 ordered.append(nested)
     for label, leftover in sorted(by_alias.items()):
         for run in leftover:
             extra = ChildSummary(alias=label, flow=f"{run.project_name}/{run.flow_name}", source=None)
-            _fill_from_run(extra, run, None, child_results, failure_detail)
+            _fill_from_run(extra, run, None)
             ordered.append(extra)
     return ordered
 
 
-def _fill_from_run(child: ChildSummary, run: LocalFlowRun, step: Step | None, child_results: Any, failure_detail: Any) -> None:
+def _fill_from_run(child: ChildSummary, run: LocalFlowRun, step: Step | None) -> None:
+    from compiler.runtime.local import child_results, failure_detail
+
     child.run_id = run.run_id
     child.started_at = run.started_at.isoformat() if run.started_at else None
     child.duration_s = run.duration_s

@@ -186,7 +186,6 @@ def test_independent_children_run_at_the_same_time(tmp_path: Path) -> None:
         spans.append((start, start + timedelta(seconds=steps[alias]["duration_s"])))
     (a_start, a_end), (b_start, b_end) = spans
     assert a_start < b_end and b_start < a_end  # the two naps overlapped
-    assert summary["duration_s"] < 1.9
 
 
 def test_a_child_whose_interface_changed_since_the_lock_is_refused(tmp_path: Path) -> None:

@@ -138,8 +138,8 @@ class LocalBackend:
         count = self._install(flow)
         try:
             yield count
+            self.join()  # not after an interrupt: abandoned children must not hold the exit
         finally:
-            self.join()
             self._restore_all()
 
     def _install(self, flow: Flow) -> int:
