@@ -119,11 +119,14 @@ def build_command(
 
 
 def summary(tally: Tally, *, no_image: bool, json_path: str | None, no_register: bool) -> str:
-    """`N built, N up to date; N registered, N skipped, N errored`, in the spirit of `prefect register`."""
+    """`N built, N up to date; N registered, N skipped, N errored`, in the spirit of `prefect register`
+    (`, N pushed` and `, N failed` join the first part when there are any)."""
     if no_image:
         images = "images skipped"
     else:
         images = f"{tally.built} built, {tally.up_to_date} up to date"
+        if tally.pushed:
+            images += f", {tally.pushed} pushed"
         if tally.failed:
             images += f", {tally.failed} failed"
     if json_path is not None:

@@ -184,9 +184,9 @@ def test_summary_reads_like_prefect_register() -> None:
     assert summary(tally, no_image=False, json_path=None, no_register=False) == (
         "2 built, 4 up to date; 1 registered, 5 skipped, 0 errored"
     )
-    tally = Tally(built=1, failed=1, errored=1, written=5)
+    tally = Tally(built=1, pushed=2, failed=1, errored=1, written=5)
     assert summary(tally, no_image=False, json_path="f.json", no_register=False) == (
-        "1 built, 0 up to date, 1 failed; 5 written to f.json, 1 errored"
+        "1 built, 0 up to date, 2 pushed, 1 failed; 5 written to f.json, 1 errored"
     )
     assert summary(Tally(), no_image=True, json_path=None, no_register=True) == "images skipped; registration skipped"
 

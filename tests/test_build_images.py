@@ -166,7 +166,7 @@ def test_push_to_the_local_registry_and_pull_back(tmp_path: Path, engine: Any, r
     try:
         assert f"{name}: building {target.image}" in first.stdout
         assert f"{name}: pushed {target.image}" in first.stdout
-        assert first.stdout.splitlines()[-1] == "1 built, 0 up to date; registration skipped"
+        assert first.stdout.splitlines()[-1] == "1 built, 0 up to date, 1 pushed; registration skipped"
         with urllib.request.urlopen(f"http://{registry}/v2/flowc-test/{name}/tags/list", timeout=5) as response:
             assert json.load(response)["tags"] == [target.tag]
 
