@@ -431,14 +431,17 @@ def flowc_source_tree() -> Path | None:
 
 
 def wheel_sources(root: Path) -> list[Path]:
-    """What `pip wheel` needs: pyproject.toml, the README it names, the compiler package."""
+    """What `pip wheel` needs: pyproject.toml, the README it names, the compiler package (through
+    its symlinks: compiler/templates is the repository's templates/, shipped as package data)."""
     files = [root / "pyproject.toml"]
     if (root / "README.md").is_file():
         files.append(root / "README.md")
-    for path in sorted((root / "compiler").rglob("*")):
-        relative = path.relative_to(root)
-        if path.is_file() and "__pycache__" not in relative.parts and path.suffix not in (".pyc", ".pyo"):
-            files.append(path)
+    package = root / "compiler"
+    for directory, subdirectories, names in os.walk(package, followlinks=True):
+        subdirectories[:] = sorted(d for d in subdirectories if d != "__pycache__")
+        for name in sorted(names):
+            if not name.endswith((".pyc", ".pyo")):
+                files.append(Path(directory) / name)
     return files
 
 
