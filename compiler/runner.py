@@ -24,6 +24,7 @@ import types
 import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
@@ -98,6 +99,7 @@ class RunSummary:
     results_db: str
     state: str
     ok: bool
+    started_at: str
     duration_s: float
     message: str | None
     parameters: dict[str, Any]
@@ -112,6 +114,7 @@ class RunSummary:
             "results_db": self.results_db,
             "state": self.state,
             "ok": self.ok,
+            "started_at": self.started_at,
             "duration_s": round(self.duration_s, 4),
             "message": self.message,
             "parameters": _jsonable(self.parameters),
@@ -382,6 +385,7 @@ def execute(prepared: PreparedRun, progress: Progress, quiet_stdout: bool = Fals
     backend = LocalBackend(resolve, progress)
     run_id = f"local-{uuid.uuid4()}"
     progress.begin(prepared, run_id)
+    started_at = datetime.now(timezone.utc)
     started = time.perf_counter()
     state = None
     crash: BaseException | None = None
@@ -416,6 +420,7 @@ def execute(prepared: PreparedRun, progress: Progress, quiet_stdout: bool = Fals
         results_db=_safe_url(_results_db()),
         state=type(state).__name__ if state is not None else "Crashed",
         ok=ok,
+        started_at=started_at.isoformat(),
         duration_s=duration,
         message=message,
         parameters=prepared.parameters,
