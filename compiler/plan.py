@@ -25,6 +25,7 @@ RESERVED_NAMES = frozenset(
         "IMAGE",
         "LABELS",
         "LocalDaskExecutor",
+        "LocalThreadExecutor",
         "DockerRun",
         "KubernetesRun",
         "Local",

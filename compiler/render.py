@@ -83,12 +83,14 @@ def _comment(text: str) -> str:
 
 def _flow_view(plan: Plan) -> dict[str, Any]:
     names = ", ".join(step.alias for step in plan.steps)
-    uses_db_loader = any(m.map_type == "db" for s in plan.steps for m in s.inputs)
+    runtime_imports = ["IndexedFlow", "LocalThreadExecutor"]
+    if any(m.map_type == "db" for s in plan.steps for m in s.inputs):
+        runtime_imports.append("load_db_result")
     return {
         "docstring": _comment(f"{plan.name}: a flow of flows over {names}.").replace('"', "'"),
         "spec_path": plan.spec_path,
         "run_config_class": RUN_CONFIG_CLASSES[plan.run_config],
-        "runtime_imports": ["IndexedFlow"] + (["load_db_result"] if uses_db_loader else []),
+        "runtime_imports": runtime_imports,
         "image": literal(plan.image),
         "labels": literal(list(plan.labels)),
         "env": literal(dict(plan.env)) if plan.env else "",

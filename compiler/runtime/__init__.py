@@ -26,6 +26,7 @@ from compiler.runtime.files import (
     read_file,
     write_file,
 )
+from compiler.runtime.executor import LocalThreadExecutor
 from compiler.runtime.flow import IndexedFlow
 from compiler.runtime.results import (
     DEFAULT_RESULTS_DB,
@@ -59,6 +60,7 @@ __all__ = [
     "FileType",
     "IndexedFlow",
     "JSONFile",
+    "LocalThreadExecutor",
     "MongoResultsStore",
     "Mount",
     "ResultLookupError",

@@ -9,8 +9,11 @@ so each per-task loop over the graph (reference tasks, the flow runner) is quadr
 `IndexedFlow` keeps the graph, the API and the serialized form of `prefect.Flow` (only the
 `type` field names this class; Prefect's `FlowSchema` ignores it when loading) and answers from
 an index built once per graph change:
-- `sorted_tasks()`: Kahn's algorithm, O(tasks + edges) after ordering by slug; ties are broken by
-  slug, so the order is the same in every process (Prefect's follows set iteration order).
+- `sorted_tasks()`: Kahn's algorithm, O((tasks + edges) log tasks). Among the tasks that are
+  ready, the one added to the flow first comes first: a generated flow is sorted as its code
+  reads, step by step, so an executor that starts tasks in this order starts the first child
+  flow run right after its own parameters, not after every parameter of the composition. The
+  order is the same in every process (Prefect's follows set iteration order).
 - `all_upstream_edges()` / `all_downstream_edges()`, hence `edges_to`, `edges_from`,
   `upstream_tasks`, `downstream_tasks`, `root_tasks`, `terminal_tasks`, `reference_tasks`.
 A cycle still raises Prefect's `ValueError("Cycle found; flows must be acyclic!")`.
@@ -24,9 +27,11 @@ Depends on prefect and the standard library only.
 
 from __future__ import annotations
 
-from collections import deque
+import heapq
+import itertools
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from prefect import Flow, Task
 from prefect.core.edge import Edge
@@ -47,6 +52,24 @@ class _GraphIndex:
 
 class IndexedFlow(Flow):
     """A `prefect.Flow` with linear-time sorting and edge lookups; same graph, same behaviour."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        # Before Flow.__init__, which adds the tasks it is given.
+        self._added: dict[Task, int] = {}
+        self._add_counter = itertools.count()
+        super().__init__(*args, **kwargs)
+
+    def add_task(self, task: Task) -> Task:
+        added = super().add_task(task)
+        if added not in self._added:
+            self._added[added] = next(self._add_counter)
+        return added
+
+    def copy(self) -> IndexedFlow:
+        new = super().copy()
+        new._added = dict(self._added)
+        new._add_counter = itertools.count(max(self._added.values(), default=-1) + 1)
+        return new  # type: ignore[return-value]
 
     def sorted_tasks(self, root_tasks: Iterable[Task] | None = None) -> tuple[Task, ...]:
         """Tasks in a topological order (of `root_tasks` and everything downstream, if given)."""
@@ -118,25 +141,27 @@ class IndexedFlow(Flow):
         upstream: dict[Task, set[Edge]],
         downstream: dict[Task, set[Edge]],
     ) -> tuple[Task, ...]:
-        """Kahn's algorithm over `tasks` (edges from outside them are ignored, as Prefect does)."""
-        slugs = self.slugs
-        rank = {task: n for n, task in enumerate(sorted(tasks, key=lambda t: slugs.get(t, "")))}
+        """Kahn's algorithm over `tasks` (edges from outside them are ignored, as Prefect does);
+        of the ready tasks, the earliest added goes first."""
+        slugs, added, unknown = self.slugs, self._added, len(self._added)
+        by_priority = sorted(tasks, key=lambda t: (added.get(t, unknown), slugs.get(t, "")))
+        position = {task: n for n, task in enumerate(by_priority)}
         waiting = {
-            task: len({e.upstream_task for e in upstream[task] if e.upstream_task in rank})
+            task: len({e.upstream_task for e in upstream[task] if e.upstream_task in position})
             for task in tasks
         }
-        ready = deque(
-            sorted((t for t, count in waiting.items() if count == 0), key=rank.__getitem__)
-        )
+        ready = [position[t] for t, count in waiting.items() if count == 0]
+        heapq.heapify(ready)
         order: list[Task] = []
         while ready:
-            task = ready.popleft()
+            task = by_priority[heapq.heappop(ready)]
             order.append(task)
-            children = {e.downstream_task for e in downstream[task] if e.downstream_task in rank}
-            for child in sorted(children, key=rank.__getitem__):
+            for child in {
+                e.downstream_task for e in downstream[task] if e.downstream_task in position
+            }:
                 waiting[child] -= 1
                 if waiting[child] == 0:
-                    ready.append(child)
+                    heapq.heappush(ready, position[child])
         if len(order) != len(tasks):
             raise ValueError(CYCLE_MESSAGE)
         return tuple(order)
