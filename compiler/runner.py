@@ -3,7 +3,7 @@
 The file that runs is `generated/<name>/flow.py` exactly as it is on disk (and committed), after
 checking that it is what `flowc generate` would write now: a stale file is refused, never
 regenerated in memory, so what runs here is what a reviewer read and what a server registers.
-Prefect's engine runs it (`flow.run`, the flow's own LocalDaskExecutor); only the three
+Prefect's engine runs it (`flow.run`, the flow's own executor); only the three
 orchestration tasks talk to `compiler.runtime.local.LocalBackend` instead of a server.
 """
 
