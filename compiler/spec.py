@@ -255,8 +255,16 @@ def load_yaml(text: str, path: str) -> tuple[Any, SourceMap]:
         line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
         problem = error.problem or error.context or "invalid YAML"
         raise CompileError([Diagnostic(path, line, col, f"YAML syntax: {problem}")]) from None
+    except yaml.reader.ReaderError as error:
+        # A character YAML does not allow (NUL, most control characters): point at it.
+        line = text.count("\n", 0, error.position) + 1
+        col = error.position - text.rfind("\n", 0, error.position)
+        character = error.character if isinstance(error.character, str) else chr(error.character)
+        escape = repr(character)[1:-1]
+        message = f"YAML: character {character!r} is not allowed here; write it as \"{escape}\" in a double-quoted string"
+        raise CompileError([Diagnostic(path, line, col, message)]) from None
     except yaml.YAMLError as error:
-        raise CompileError([Diagnostic(path, 1, 1, f"YAML syntax: {error}")]) from None
+        raise CompileError([Diagnostic(path, 1, 1, "YAML syntax: " + " ".join(str(error).split()))]) from None
     if root is None:
         raise CompileError([Diagnostic(path, 1, 1, "spec is empty")])
     builder = _Builder(where)
@@ -264,6 +272,9 @@ def load_yaml(text: str, path: str) -> tuple[Any, SourceMap]:
     if builder.problems:
         raise CompileError(_at_most(MAX_DIAGNOSTICS, builder.problems))
     return data, where
+
+
+_PLAIN_COLLECTION_TAGS = frozenset({"tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"})
 
 
 class _Builder:
@@ -292,6 +303,10 @@ class _Builder:
             self._problem(node, f"nesting deeper than {MAX_DEPTH} levels")
             return None
         self.where.values.setdefault(path, self._position(node))
+        if not isinstance(node, yaml.ScalarNode) and node.tag not in _PLAIN_COLLECTION_TAGS:
+            # Scalars with such tags fail in the constructor; a collection would be taken silently.
+            self._problem(node, f"unsupported YAML tag {_shown(node.tag)}")
+            return None
         if isinstance(node, yaml.MappingNode):
             return self._mapping(node, path)
         if isinstance(node, yaml.SequenceNode):
