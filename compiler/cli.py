@@ -38,7 +38,8 @@ def _spec_paths(project: Project, specs: tuple[str, ...]) -> list[Path] | None:
 
 
 def _fail(diagnostics: list[Diagnostic], style: str) -> None:
-    click.echo(format_diagnostics(diagnostics, style), err=style != "json")
+    # json and github output are for machines and go to stdout; text is for people, on stderr.
+    click.echo(format_diagnostics(diagnostics, style), err=style == "text")
     count = len(set(diagnostics))
     if style == "text":
         click.echo(f"{count} error{'s' if count != 1 else ''}; nothing was written", err=True)

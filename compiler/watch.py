@@ -151,6 +151,6 @@ def _trigger(project: Project, paths: Iterable[Path]) -> str:
 
 def _report(project: Project, trigger: str, result: Pass, style: str) -> None:
     if result.diagnostics:
-        click.echo(format_diagnostics(result.diagnostics, style), err=style != "json")
+        click.echo(format_diagnostics(result.diagnostics, style), err=style == "text")
     stamp = time.strftime("%H:%M:%S")
     click.echo(f"[{stamp}] {trigger}: {result.summary()}", err=style == "json")

@@ -163,7 +163,7 @@ def test_spec_errors_as_github_annotations(project: Path) -> None:
     result = flowc("check", "--format", "github", cwd=project)
     assert result.returncode == 1
     pattern = re.compile(r"::error file=specs/fan_in\.yaml,line=(\d+),col=(\d+)::.*did you mean 'scale'\?")
-    match = pattern.search(result.stdout + result.stderr)
+    match = pattern.search(result.stdout)
     assert match, result.stdout + result.stderr
     line = int(match[1])
     assert "scael" in spec.read_text().splitlines()[line - 1]
