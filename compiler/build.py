@@ -35,6 +35,8 @@ BUILD_LOG_TAIL_LINES = 25
 DOCKER_TIMEOUT_S = 600  # a build step may stay silent for minutes (pip, compilers)
 WHEEL_SOURCE_DATE_EPOCH = "315532800"  # 1980-01-01: zip timestamps fixed, so the wheel is reproducible
 INPUTS_LABEL = "io.flowc.inputs"
+# How the engine words a registry it cannot reach (Go's net errors, as dockerd relays them).
+UNREACHABLE_SIGNS = ("connection refused", "no such host", "i/o timeout", "dial tcp", "network is unreachable")
 
 
 class BuildFailure(Exception):
@@ -219,9 +221,7 @@ def docker_client() -> docker.DockerClient:
         client.ping()
     except Exception as error:  # noqa: BLE001 - docker raises several kinds for "nobody there"
         reason = _one_line(str(error))
-        raise BuildFailure(
-            f"no Docker engine reachable at {where}: {reason} (start one, or pass --no-image)"
-        ) from None
+        raise BuildFailure(f"no Docker engine reachable at {where}: {reason} (start one, or pass --no-image)") from None
     return client
 
 
@@ -296,7 +296,11 @@ def _in_registry(client: docker.DockerClient, target: Target) -> bool:
         text = _explain(error)
         if "manifest unknown" in text or "name unknown" in text:
             return False
-        raise ImageError(f"{target.name}: registry {target.registry} is unreachable: {text}") from None
+        if any(sign in text for sign in UNREACHABLE_SIGNS):
+            raise ImageError(f"{target.name}: registry {target.registry} is unreachable: {text}") from None
+        raise ImageError(
+            f"{target.name}: registry {target.registry} refused the lookup of {target.image}: {text}"
+        ) from None
 
 
 def build_context(directory: Path, wheel: Path) -> io.BytesIO:
@@ -554,9 +558,7 @@ def register_flows(targets: list[Target], tally: Tally, progress: Progress) -> N
                 progress.say(f"created project {target.project_name!r}")
             outcome = backend.register(serialized, target.project_name)
         except BackendUnreachable as error:
-            raise BuildFailure(
-                f"lost the Prefect backend at {backend.url}: {_one_line(str(error))}"
-            ) from None
+            raise BuildFailure(f"lost the Prefect backend at {backend.url}: {_one_line(str(error))}") from None
         except Exception as error:  # noqa: BLE001 - ClientError and friends: this flow failed
             tally.errored += 1
             _error(f"{target.name}: registration in {target.project_name!r} failed: {_one_line(str(error))}")

@@ -249,7 +249,7 @@ def test_json_loads_back_through_prefects_flow_schema(built_json: tuple[Path, di
         assert flow.storage.flows == {plan.name: "/opt/flowc/flow.py"}
         assert sorted(p.name for p in flow.parameters()) == sorted(p.name for p in plan.parameters)
         defaults = {p.name: p.default for p in flow.parameters()}
-        assert defaults == {p.name: p.default for p in plan.parameters if not p.required}| {
+        assert defaults == {p.name: p.default for p in plan.parameters if not p.required} | {
             p.name: None for p in plan.parameters if p.required
         }
 

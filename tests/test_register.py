@@ -248,9 +248,7 @@ def test_prefect_register_agrees_with_flowc_on_the_idempotency_key(
     assert [f.version for f in state.flows] == [1]
 
 
-def test_every_spec_registers_into_its_own_project(
-    tmp_path: Path, standin: tuple[PrefectServerStandIn, str]
-) -> None:
+def test_every_spec_registers_into_its_own_project(tmp_path: Path, standin: tuple[PrefectServerStandIn, str]) -> None:
     state, api = standin
     project = copy_project(tmp_path / "p")
     result = flowc("build", "--no-image", cwd=project, env=_env(api, tmp_path / "home"))
@@ -258,7 +256,9 @@ def test_every_spec_registers_into_its_own_project(
     specs = sorted(p.stem for p in (project / "specs").glob("*.yaml") if p.name != "flows.lock.yaml")
     assert _summary(result.stdout) == (len(specs), 0, 0)
     assert sorted(state.projects) == ["lume", "test"]
-    by_project = {name: sorted(f.name for f in state.flows if f.project_id == pid) for name, pid in state.projects.items()}
+    by_project = {
+        name: sorted(f.name for f in state.flows if f.project_id == pid) for name, pid in state.projects.items()
+    }
     assert by_project["test"] == ["lume_services_test"]
     assert sorted(by_project["lume"] + by_project["test"]) == specs
 
