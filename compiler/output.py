@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import difflib
 import os
+import shutil
 import tempfile
+import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -128,9 +130,11 @@ class WriteReport:
 
 
 def write_tree(project: Project, tree: Tree) -> WriteReport:
-    """Write what changed, then remove orphans; every new file is staged before any is replaced.
+    """Write what changed, then remove orphans: all of it, or, if anything fails, none of it.
 
-    A failure while staging leaves generated/ exactly as it was.
+    Every new file is staged beside its target first; then each target is swapped in by a
+    rename, keeping a hard link to what it replaced. A failure at any point (an OSError, an
+    interrupt) puts every replaced or removed file back and deletes what was new.
     """
     report = WriteReport(unchanged=len(tree.fresh))
     changes: dict[Path, str] = {}
@@ -143,28 +147,84 @@ def write_tree(project: Project, tree: Tree) -> WriteReport:
             changes[target] = text
             if current is not None and edited_by_hand(current):
                 report.hand_edited.append(project.relative(target))
-    staged: list[tuple[Path, Path]] = []
+    transaction = _Transaction(project.generated_dir)
     try:
-        for target, text in changes.items():
-            target.parent.mkdir(parents=True, exist_ok=True)
-            handle, temp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".flowc-tmp", dir=target.parent)
-            with os.fdopen(handle, "w", encoding="utf-8", newline="\n") as stream:
-                stream.write(text)
-            os.chmod(temp, 0o644)
-            staged.append((Path(temp), target))
+        staged = [(transaction.stage(target, text), target) for target, text in changes.items()]
+        for temp, target in staged:
+            transaction.swap_in(temp, target)
+        for relative in tree.orphans:
+            transaction.remove(project.generated_dir / relative)
     except BaseException:
-        for temp, _ in staged:
-            temp.unlink(missing_ok=True)
+        transaction.roll_back()
         raise
-    for temp, target in staged:
-        os.replace(temp, target)
-        report.written.append(project.relative(target))
-    for relative in tree.orphans:
-        target = project.generated_dir / relative
-        target.unlink(missing_ok=True)
-        report.removed.append(project.relative(target))
-        _remove_empty_parents(target.parent, project.generated_dir)
+    transaction.commit()
+    report.written = [project.relative(target) for _, target in staged]
+    report.removed = [project.relative(project.generated_dir / relative) for relative in tree.orphans]
     return report
+
+
+class _Transaction:
+    """Files swapped into generated/, undoable until commit()."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.made_dirs: list[Path] = []
+        self.temps: list[Path] = []  # staged files not yet swapped in
+        self.backups: list[tuple[Path, Path | None]] = []  # (target, its former content or None)
+
+    def stage(self, target: Path, text: str) -> Path:
+        missing = [d for d in (target.parent, *target.parent.parents) if not d.exists()]
+        target.parent.mkdir(parents=True, exist_ok=True)
+        self.made_dirs.extend(reversed(missing))
+        handle, temp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".flowc-tmp", dir=target.parent)
+        self.temps.append(Path(temp))
+        with os.fdopen(handle, "w", encoding="utf-8", newline="\n") as stream:
+            stream.write(text)
+        os.chmod(temp, 0o644)
+        return Path(temp)
+
+    def _keep(self, target: Path) -> Path | None:
+        """A hard link to the current file, so it can come back; None when there is none."""
+        if not target.exists():
+            return None
+        backup = target.with_name(f".{target.name}.{uuid.uuid4().hex[:12]}.flowc-bak")
+        try:
+            os.link(target, backup)
+        except OSError:  # a filesystem without hard links: a copy does the same job
+            shutil.copy2(target, backup)
+        return backup
+
+    def swap_in(self, temp: Path, target: Path) -> None:
+        backup = self._keep(target)
+        self.backups.append((target, backup))
+        os.replace(temp, target)
+        self.temps.remove(temp)
+
+    def remove(self, target: Path) -> None:
+        backup = self._keep(target)
+        self.backups.append((target, backup))
+        target.unlink(missing_ok=True)
+
+    def roll_back(self) -> None:
+        for target, backup in reversed(self.backups):
+            if backup is None:
+                target.unlink(missing_ok=True)
+            elif target.exists() and os.path.samefile(backup, target):
+                backup.unlink()  # never replaced; rename() between two links of one file is a no-op
+            elif backup.exists():
+                os.replace(backup, target)
+        for temp in self.temps:
+            temp.unlink(missing_ok=True)
+        for directory in reversed(self.made_dirs):
+            if directory.is_dir() and not any(directory.iterdir()):
+                directory.rmdir()
+
+    def commit(self) -> None:
+        for target, backup in self.backups:
+            if backup is not None:
+                backup.unlink(missing_ok=True)
+            if not target.exists():
+                _remove_empty_parents(target.parent, self.root)
 
 
 def _remove_empty_parents(directory: Path, stop: Path) -> None:
