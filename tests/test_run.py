@@ -245,6 +245,23 @@ def test_impact_pipeline_against_mongodb(project: Path, mongo_url: str) -> None:
     assert document["outputs"]["end_norm_emit_x"] == pytest.approx(emittance, rel=1e-9)
 
 
+def test_impact_pipeline_on_a_mounted_filesystem(project: Path, tmp_path: Path) -> None:
+    host = tmp_path / "shared"
+    summary = run_json(project, "impact_pipeline", FLOWC_MOUNT=f"{host}:/mnt/lume")
+    all_succeeded(summary, ["distgen", "impact", "analysis", "scaled"])
+    steps = children(summary)
+    reference = steps["distgen"]["results"]["save_distribution-1"]
+    assert reference["filesystem_identifier"] == "mounted"
+    assert reference["filename"].startswith("/mnt/lume/.flowc/files/distribution-")  # the alias path
+    assert steps["impact"]["mapped"] == {"distribution_file": reference}
+    on_host = host / reference["filename"].removeprefix("/mnt/lume/")
+    distribution = json.loads(on_host.read_text())
+    assert distribution["n_particle"] == 2000
+    emittance = norm_emittance(distribution)  # impact loaded that file through the mount
+    assert steps["analysis"]["results"]["report-1"]["emittance"] == pytest.approx(emittance, rel=1e-9)
+    assert steps["scaled"]["results"]["scale-1"] == pytest.approx(emittance * 1e6, rel=1e-9)
+
+
 # Parameters ---------------------------------------------------------------------------------------
 
 
