@@ -1,7 +1,9 @@
 """Large compositions (issue 7): generated flows use `IndexedFlow`, a prefect.Flow whose graph
-sort and edge lookups are linear. These tests pin that it is the same flow as before, only faster:
-the same serialized graph as Prefect's own `Flow`, valid orders on random DAGs, the same run
-results and failures, and cycles that still cannot be built or registered.
+sort and edge lookups are linear, and `LocalThreadExecutor`, whose submit is linear. These tests
+pin that it is the same flow as before, only faster: the same serialized graph as Prefect's own
+`Flow`, valid orders on random DAGs, the same run results and failures as with
+`LocalDaskExecutor`, concurrency for independent tasks, and cycles that still cannot be built or
+registered.
 """
 
 from __future__ import annotations
@@ -11,8 +13,10 @@ import random
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from collections.abc import Iterator
+from concurrent import futures
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -22,8 +26,9 @@ import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from prefect import Flow, Parameter, Task
+from prefect import Flow, Task
 from prefect.core.edge import Edge
+from prefect.executors import LocalDaskExecutor
 from prefect.serialization.flow import FlowSchema
 from prefect.tasks.prefect import create_flow_run, wait_for_flow_run
 from prefect.utilities.serialization import from_qualified_name
@@ -32,10 +37,9 @@ import compiler.runtime
 from compiler.compile import compile_spec
 from compiler.diagnostics import CompileError
 from compiler.lock import FlowInterface, Lock, ParameterInterface, TaskInterface
-from compiler.runtime import IndexedFlow
+from compiler.runtime import IndexedFlow, LocalThreadExecutor
 from tests.helpers import REPO, SPECS
 
-FLOW_CLASSES = {"prefect": Flow, "indexed": IndexedFlow}
 SMALL = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
@@ -181,8 +185,9 @@ def fan_in_spec(width: int) -> str:
 def test_committed_flows_serialize_as_with_prefects_own_flow(spec_path: Path) -> None:
     name = yaml.safe_load(spec_path.read_text())["name"]
     source = (REPO / "generated" / name / "flow.py").read_text()
-    assert "from compiler.runtime import IndexedFlow" in source
     assert_same_serialized_flow(source)
+    flow = load_flow(source)
+    assert type(flow) is IndexedFlow and type(flow.executor) is LocalThreadExecutor
 
 
 @pytest.mark.parametrize(
@@ -301,7 +306,9 @@ def test_random_dags_run_to_the_same_states_and_failures(
     failing = frozenset(data.draw(st.sets(st.integers(0, count - 1), max_size=2)))
     tasks = nodes(count, failing)
     ours, theirs = build(IndexedFlow, tasks, edges), build(Flow, tasks, edges)
-    ours_state, theirs_state = ours.run(), theirs.run()
+    # The improved path as generated flows run it, against the executor they used before.
+    ours_state = ours.run(executor=LocalThreadExecutor())
+    theirs_state = theirs.run(executor=LocalDaskExecutor(scheduler="threads"))
     assert type(ours_state) is type(theirs_state)
     assert ours_state.is_failed() == bool(failing)
     for task in tasks:
@@ -315,7 +322,7 @@ def test_a_failing_child_fails_the_composition_and_skips_its_descendants() -> No
     """Same failure semantics on the improved path: downstream of a failure ends TriggerFailed."""
     tasks = nodes(4, failing=frozenset({1}))
     flow = build(IndexedFlow, tasks, [(0, 1, None), (1, 2, "x1"), (0, 3, None)])
-    state = flow.run()
+    state = flow.run(executor=LocalThreadExecutor())
     assert state.is_failed()
     states = state.result
     assert states[tasks[0]].is_successful() and states[tasks[3]].is_successful()
@@ -397,7 +404,7 @@ def test_prefect_cli_refuses_to_build_a_cyclic_indexed_flow(tmp_path: Path) -> N
             from prefect import task
             from prefect.storage import Local
 
-            from compiler.runtime import IndexedFlow
+            from compiler.runtime import IndexedFlow, LocalThreadExecutor
 
 
             @task
@@ -443,28 +450,139 @@ def test_a_long_chain_validates_and_serializes_in_linear_time() -> None:
     assert elapsed < 10.0, f"validate() of a {count}-task chain took {elapsed:.1f} s"
 
 
-def test_generated_module_runs_with_prefects_runner_from_the_sorted_order(tmp_path: Path) -> None:
+def test_generated_module_runs_with_prefects_runner_from_the_sorted_order() -> None:
     """The FlowRunner walks `sorted_tasks()` and `edges_to()`: a generated flow's run on the
-    indexed path reaches every create_flow_run with its parameters (a stub backend answers)."""
-    source = generated_flow_py(chain_spec(4))
-    flow = load_flow(source)
+    indexed path, with its own executor, reaches every create_flow_run with its parameters."""
+    flow = load_flow(generated_flow_py(chain_spec(4)))
+    started = stub_backend(flow)
+    state = flow.run()
+    assert state.is_successful(), state
+    assert [name for name, _ in started] == ["run s0", "run s1", "run s2", "run s3"]
+    by_name = dict(started)
+    assert by_name["run s1"]["p0"] == "id-run s0:result-1"
+    assert by_name["run s0"]["p5"] == 5.0
+
+
+# LocalThreadExecutor ---------------------------------------------------------------------------
+
+
+class RecordingExecutor(LocalThreadExecutor):
+    """Notes which task each submitted job runs, in the order the jobs start."""
+
+    def __init__(self, max_workers: int) -> None:
+        super().__init__(max_workers)
+        self.started: list[Task] = []
+
+    def submit(self, fn: Any, *args: Any, extra_context: dict | None = None, **kwargs: Any) -> Any:
+        task = kwargs.get("task")
+
+        def noted(*a: Any, **k: Any) -> Any:
+            if task is not None:
+                self.started.append(task)
+            return fn(*a, **k)
+
+        return super().submit(noted, *args, extra_context=extra_context, **kwargs)
+
+
+def stub_backend(flow: Flow) -> list[tuple[str, dict]]:
+    """Stand-ins for the Prefect Server (which cannot run here) behind the orchestration tasks."""
     started: list[tuple[str, dict]] = []
     run_fn, wait_fn = create_flow_run.run, wait_for_flow_run.run
     for task in flow.tasks:
         if getattr(task, "run", None) is run_fn:
-            # A stand-in for the Prefect Server, which cannot run here: it records the request.
-            def fake_create(flow_name=None, project_name="", parameters=None, _alias=task.name, **_: Any) -> str:
-                started.append((_alias, dict(parameters or {})))
-                return f"id-{_alias}"
+
+            def fake_create(flow_name=None, project_name="", parameters=None, _name=task.name, **_: Any) -> str:
+                started.append((_name, dict(parameters or {})))
+                return f"id-{_name}"
 
             task.run = fake_create  # type: ignore[method-assign]
         elif getattr(task, "run", None) is wait_fn:
             task.run = lambda flow_run_id, **_: flow_run_id  # type: ignore[method-assign]
         elif task.name == "get_task_run_result":
             task.run = lambda flow_run_id, task_slug, **_: f"{flow_run_id}:{task_slug}"  # type: ignore[method-assign]
-    state = flow.run()
-    assert state.is_successful(), state
-    assert [alias for alias, _ in started] == ["run s0", "run s1", "run s2", "run s3"]
-    by_alias = dict(started)
-    assert by_alias["run s1"]["p0"] == "id-run s0:result-1"
-    assert by_alias["run s0"]["p5"] == 5.0
+    return started
+
+
+def test_one_thread_runs_tasks_in_sorted_order_so_the_first_child_starts_first() -> None:
+    """Ready tasks start in submission (= sorted) order: the first child flow run starts right
+    after its own inputs, before the parameters of the other steps are even read."""
+    flow = load_flow(generated_flow_py(fan_in_spec(6)))
+    started = stub_backend(flow)
+    executor = RecordingExecutor(max_workers=1)
+    assert flow.run(executor=executor).is_successful()
+    assert executor.started == list(flow.sorted_tasks())
+    names = [t.name for t in executor.started]
+    first_run = names.index("run s0")
+    assert all(not n.startswith(("s1-", "s5-", "gather-")) for n in names[:first_run]), names[: first_run + 1]
+    assert [name for name, _ in started] == [f"run s{i}" for i in range(6)] + ["run gather"]
+
+
+def test_independent_tasks_all_run_at_once_beyond_the_core_count() -> None:
+    """40 tasks that each block until all 40 are running (as 40 `wait_for_flow_run`s block on
+    their children): threads are started as tasks become ready, so none is left queued."""
+    width = 40
+    barrier = threading.Barrier(width, timeout=20)
+
+    class Blocking(Task):
+        def run(self) -> int:  # type: ignore[override]
+            return barrier.wait()
+
+    flow = IndexedFlow("wide")
+    for i in range(width):
+        flow.add_task(Blocking(name=f"b{i}"))
+    state = flow.run(executor=LocalThreadExecutor())
+    assert state.is_successful(), [s for s in state.result.values() if not s.is_successful()][:1]
+    assert sorted(s.result for s in state.result.values()) == list(range(width))
+
+
+def test_max_workers_bounds_the_threads() -> None:
+    barrier = threading.Barrier(2, timeout=1)
+
+    class Blocking(Task):
+        def run(self) -> int:  # type: ignore[override]
+            return barrier.wait()
+
+    flow = IndexedFlow("two")
+    flow.add_task(Blocking(name="a"))
+    flow.add_task(Blocking(name="b"))
+    state = flow.run(executor=LocalThreadExecutor(max_workers=1))
+    assert state.is_failed()
+    assert all("BrokenBarrierError" in repr(s.result) for s in state.result.values())
+
+
+def test_wait_resolves_nested_futures_and_an_early_exit_cancels_what_has_not_started() -> None:
+    executor = LocalThreadExecutor(max_workers=2)
+    release = threading.Event()
+    with executor.start():
+        first = executor.submit(lambda: 1)
+        second = executor.submit(lambda a, b: a + b[0]["v"], first, [{"v": first}])
+        assert executor.wait({"x": [second, (first,)], "y": {first}}) == {"x": [2, (1,)], "y": {1}}
+    running = threading.Event()
+
+    def block() -> bool:
+        running.set()
+        return release.wait()
+
+    with pytest.raises(KeyboardInterrupt):
+        with executor.start():
+            blocked = executor.submit(block)
+            after = executor.submit(lambda _: "never", blocked)
+            assert running.wait(timeout=5)
+            raise KeyboardInterrupt
+    release.set()
+    assert blocked.result(timeout=5) is True
+    futures.wait([after], timeout=5)
+    assert after.cancelled()
+    with pytest.raises(RuntimeError, match="outside its start"):
+        executor.submit(lambda: 1)
+
+
+def test_executor_and_flow_survive_pickling() -> None:
+    """Prefect pickles flows (`flow.save()`, some storages); the executor's threads are not state."""
+    import cloudpickle
+
+    flow = load_flow(generated_flow_py(chain_spec(3)))
+    copy = cloudpickle.loads(cloudpickle.dumps(flow))
+    assert type(copy) is IndexedFlow and type(copy.executor) is LocalThreadExecutor
+    assert [copy.slugs[t] for t in copy.sorted_tasks()] == [flow.slugs[t] for t in flow.sorted_tasks()]
+    assert without_type(copy.serialize()) == without_type(load_flow(generated_flow_py(chain_spec(3)), Flow).serialize())
