@@ -134,13 +134,17 @@ def flowc_build_json(root: Path, name: str) -> float:
 
 def first_child_start(root: Path, name: str, timeout: float = 600) -> float:
     """Seconds from starting `flowc run` to its first `started` line; then the run is stopped."""
+    # `flowc run` refuses a stale flow.py; flowc's runtime sources are among its inputs, so a
+    # change to them while the benchmark runs needs a (untimed) regeneration first.
+    run(FLOWC + ["generate", f"specs/{name}.yaml"], root)
+    errors = tempfile.TemporaryFile(mode="w+")
     started = time.perf_counter()
     process = subprocess.Popen(
         FLOWC + ["run", f"specs/{name}.yaml"],
         cwd=root,
         env={**os.environ, **run_env(root), "COLUMNS": "200"},
         stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
+        stderr=errors,
         text=True,
     )
     try:
@@ -150,10 +154,13 @@ def first_child_start(root: Path, name: str, timeout: float = 600) -> float:
                 return time.perf_counter() - started
             if time.perf_counter() - started > timeout:
                 break
-        raise RuntimeError(f"flowc run {name}: no child started (exit {process.poll()})")
+        process.wait()
+        errors.seek(0)
+        raise RuntimeError(f"flowc run {name}: no child started (exit {process.returncode}):\n{errors.read()}")
     finally:
         process.kill()  # this run only, by its PID
         process.wait()
+        errors.close()
 
 
 IN_PROCESS = textwrap.dedent(

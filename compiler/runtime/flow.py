@@ -1,4 +1,4 @@
-"""`IndexedFlow`: a `prefect.Flow` whose graph queries take linear time, for large compositions.
+"""`IndexedFlow`: a `prefect.Flow` whose graph queries stay near-linear, for large compositions.
 
 Prefect 1 sorts a flow's tasks (`Flow.validate()`, run by every `serialize()`: `prefect build`,
 `prefect register`, `flowc build`; and before every `flow.run()`) with repeated passes over a list
@@ -51,7 +51,7 @@ class _GraphIndex:
 
 
 class IndexedFlow(Flow):
-    """A `prefect.Flow` with linear-time sorting and edge lookups; same graph, same behaviour."""
+    """A `prefect.Flow` with near-linear sorting and constant-time edge lookups; same graph."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         # Before Flow.__init__, which adds the tasks it is given.
