@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import threading
+import uuid
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -499,15 +500,17 @@ def test_mongodb_store_holds_lume_documents_in_the_project_collection(
     import pymongo
 
     monkeypatch.setenv("FLOWC_RESULTS_DB", mongo_url)
-    reference = _saved_reference(project_name="lume")
-    again = _saved_reference(project_name="lume")
+    # nx-27017 shares collections between databases, so the collection itself is unique per test.
+    project = f"lume_{uuid.uuid4().hex[:12]}"
+    reference = _saved_reference(project_name=project)
+    again = _saved_reference(project_name=project)
     assert again == reference
 
     client = pymongo.MongoClient(mongo_url, serverSelectionTimeoutMS=5000)
     try:
         database = client.get_default_database()
-        assert database.list_collection_names() == ["lume"]
-        documents = list(database["lume"].find())
+        assert project in database.list_collection_names()
+        documents = list(database[project].find())
         assert len(documents) == 1
         (raw,) = documents
         assert set(raw) - {"_id"} == set(RESULT_FIELDS)
@@ -522,7 +525,7 @@ def test_mongodb_store_holds_lume_documents_in_the_project_collection(
     with pytest.raises(ResultLookupError, match="missing key 'nope'"):
         load_db_result.run(reference, ["outputs", "nope"])
     with pytest.raises(
-        ResultLookupError, match="no result matches .* in collection 'lume'"
+        ResultLookupError, match=f"no result matches .* in collection '{project}'"
     ):
         load_db_result.run({**reference, "query": {"unique_hash": "x"}}, ["outputs"])
 
