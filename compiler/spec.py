@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import math
 import re
 from dataclasses import dataclass, field
@@ -241,24 +242,22 @@ def parse_spec(text: str, path: str) -> ParsedSpec:
 def load_yaml(text: str, path: str) -> tuple[Any, SourceMap]:
     """YAML -> plain data plus positions; hostile documents end in a diagnostic, not a crash."""
     where = SourceMap(path)
+    lines = _Lines(text)
     if len(text.encode("utf-8", "surrogatepass")) > MAX_SPEC_BYTES:
         raise CompileError([Diagnostic(path, 1, 1, f"spec is larger than {MAX_SPEC_BYTES // 1024} KiB")])
     try:
         root = compose_bounded(text)
     except YamlLimitError as error:
-        mark = error.mark
-        line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+        line, col = lines.at(error.mark)
         col = 1 if isinstance(error, SeveralDocumentsError) else col
         raise CompileError([Diagnostic(path, line, col, error.message)]) from None
     except yaml.MarkedYAMLError as error:
-        mark = error.problem_mark or error.context_mark
-        line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+        line, col = lines.at(error.problem_mark or error.context_mark)
         problem = error.problem or error.context or "invalid YAML"
         raise CompileError([Diagnostic(path, line, col, f"YAML syntax: {problem}")]) from None
     except yaml.reader.ReaderError as error:
         # A character YAML does not allow (NUL, most control characters): point at it.
-        line = text.count("\n", 0, error.position) + 1
-        col = error.position - text.rfind("\n", 0, error.position)
+        line, col = lines.at_index(error.position)
         character = error.character if isinstance(error.character, str) else chr(error.character)
         escape = repr(character)[1:-1]
         message = f"YAML: character {character!r} is not allowed here; write it as \"{escape}\" in a double-quoted string"
@@ -267,11 +266,29 @@ def load_yaml(text: str, path: str) -> tuple[Any, SourceMap]:
         raise CompileError([Diagnostic(path, 1, 1, "YAML syntax: " + " ".join(str(error).split()))]) from None
     if root is None:
         raise CompileError([Diagnostic(path, 1, 1, "spec is empty")])
-    builder = _Builder(where)
+    builder = _Builder(where, lines)
     data = builder.build(root, ())
     if builder.problems:
         raise CompileError(_at_most(MAX_DIAGNOSTICS, builder.problems))
     return data, where
+
+
+class _Lines:
+    """1-based line and column of a position, counting '\n' alone as a line break.
+
+    YAML also breaks lines at U+0085, U+2028 and U+2029, so its own line numbers drift from what
+    an editor shows after one of those; positions are recomputed from the character index.
+    """
+
+    def __init__(self, text: str) -> None:
+        self.starts = [0, *(match.end() for match in re.finditer("\n", text))]
+
+    def at_index(self, index: int) -> tuple[int, int]:
+        line = bisect.bisect_right(self.starts, index)
+        return line, index - self.starts[line - 1] + 1
+
+    def at(self, mark: yaml.Mark | None) -> tuple[int, int]:
+        return (1, 1) if mark is None else self.at_index(mark.index)
 
 
 _PLAIN_COLLECTION_TAGS = frozenset({"tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"})
@@ -280,14 +297,15 @@ _PLAIN_COLLECTION_TAGS = frozenset({"tag:yaml.org,2002:map", "tag:yaml.org,2002:
 class _Builder:
     """Turns a composed node tree into data, recording positions and bounding the work."""
 
-    def __init__(self, where: SourceMap) -> None:
+    def __init__(self, where: SourceMap, lines: _Lines) -> None:
         self.where = where
+        self.lines = lines
         self.constructor = yaml.constructor.SafeConstructor()
         self.problems: list[Diagnostic] = []
         self.visited = 0
 
     def _position(self, node: yaml.Node) -> tuple[int, int]:
-        return node.start_mark.line + 1, node.start_mark.column + 1
+        return self.lines.at(node.start_mark)
 
     def _problem(self, node: yaml.Node, message: str) -> None:
         line, col = self._position(node)
