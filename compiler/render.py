@@ -74,8 +74,13 @@ def literal(value: Any) -> str:
 
 
 def _comment(text: str) -> str:
-    """Text for a `#` comment: one line, whatever the spec held."""
-    return " ".join(text.split())
+    """Text for a `#` comment: one line of printable characters, whatever the spec or lock held
+    (a NUL from a child flow's task name would make flow.py impossible to import)."""
+    return _printable(" ".join(text.split()))
+
+
+def _printable(text: str) -> str:
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 # flow.py ----------------------------------------------------------------------------------------
@@ -207,7 +212,7 @@ def _readme_view(plan: Plan) -> dict[str, Any]:
 
 def _md(text: str) -> str:
     """Text for a Markdown table cell inside backticks."""
-    return text.replace("|", "\\|").replace("`", "'").replace("\n", " ")
+    return _printable(" ".join(text.replace("|", "\\|").replace("`", "'").split()))
 
 
 # Words Mermaid's flowchart grammar reads as keywords wherever a node id stands.

@@ -39,6 +39,7 @@ Path = tuple[Union[str, int], ...]
 
 IDENTIFIER = re.compile(r"[A-Za-z][A-Za-z0-9_]*\Z")
 MAX_NAME_LENGTH = 100  # spec names and aliases: directory names, image repositories, variables
+MAX_IMAGE_NAME_LENGTH = 255  # Docker's limit for an image name (registry and path, without the tag)
 # Prefect names, labels and project names: printable, no quotes or shell/template metacharacters.
 PREFECT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9 ._-]{0,99}\Z")
 LABEL = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/-]{0,62}\Z")
@@ -77,8 +78,18 @@ def _matching(pattern: re.Pattern[str], what: str) -> AfterValidator:
     return AfterValidator(check)
 
 
+def _docker_name_length(value: str) -> None:
+    name = value.split("@", 1)[0]
+    name = name[: name.rfind(":")] if name.rfind(":") > name.rfind("/") else name  # without the tag
+    if len(name) > MAX_IMAGE_NAME_LENGTH:
+        raise ValueError(
+            f"{_shown(value)}: an image name is at most {MAX_IMAGE_NAME_LENGTH} characters (Docker's limit)"
+        )
+
+
 def _image_repository(value: str) -> str:
     if IMAGE_REPOSITORY.match(value):
+        _docker_name_length(value)
         return value
     if IMAGE_REFERENCE.match(value):
         raise ValueError(
@@ -92,6 +103,7 @@ def _pinned_base_image(value: str) -> str:
     the inputs, which means nothing if FROM can move (and hadolint warns: DL3006, DL3007)."""
     if not IMAGE_REFERENCE.match(value):
         raise ValueError(f"{_shown(value)} is not a valid image reference")
+    _docker_name_length(value)
     last = value.split("@", 1)[0].rsplit("/", 1)[-1]
     tag = last.split(":", 1)[1] if ":" in last else None
     if "@" not in value and tag in (None, "latest"):
