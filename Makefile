@@ -22,3 +22,8 @@ test:
 # `make build SPECS=specs/fan_in.yaml BUILD_FLAGS=--no-register`.
 build:
 	flowc build $(BUILD_FLAGS) $(SPECS)
+
+# Benchmarks (see README: Benchmarks): medians over repeated runs, as Markdown tables, e.g.
+# `make bench BENCH_FLAGS="--quick"` or `make bench BENCH_FLAGS="--only check,generate --repeat 9"`.
+bench:
+	$(PYTHON) benchmarks/bench.py $(BENCH_FLAGS)

@@ -55,11 +55,25 @@ def _template(name: str) -> jinja2.Template:
     return _environment().get_template(name)
 
 
+BLACK_MODE_ARGS = {"line_length": 100}
+
+
 def _format_python(source: str) -> str:
+    """black, in one pass: black is most of a compile's time (README.md, Benchmarks).
+
+    `black.format_str` formats twice whenever its input was not already black's output (the
+    second pass only guards against rare instabilities), which the template's output never is.
+    Generated code is plain calls and literals, for which one pass is already a fixpoint: tests
+    check `format_str(output) == output` for every example and for random specs (test_properties),
+    and black is pinned in pyproject.toml. Without the private function, both passes run.
+    """
     import black
 
-    mode = black.Mode(target_versions={black.TargetVersion.PY310}, line_length=100)
-    return black.format_str(source, mode=mode)
+    mode = black.Mode(target_versions={black.TargetVersion.PY310}, **BLACK_MODE_ARGS)
+    format_once = getattr(black, "_format_str_once", None)
+    if format_once is None:
+        return black.format_str(source, mode=mode)
+    return format_once(source, mode=mode)
 
 
 def literal(value: Any) -> str:

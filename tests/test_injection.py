@@ -20,6 +20,7 @@ from collections.abc import Callable
 from functools import lru_cache
 from typing import Any
 
+import black
 import pytest
 import yaml
 from prefect import Flow
@@ -27,6 +28,9 @@ from prefect import Flow
 from compiler.compile import compile_spec
 from compiler.diagnostics import CompileError
 from compiler.lock import FlowInterface, Lock, ParameterInterface, TaskInterface
+from compiler.render import BLACK_MODE_ARGS
+
+BLACK_MODE = black.Mode(target_versions={black.TargetVersion.PY310}, **BLACK_MODE_ARGS)
 
 PAYLOADS = [
     "'",
@@ -334,6 +338,7 @@ def assert_inert(site: str, payload: str, files: dict[str, str], spec: dict[str,
     for name, body in files.items():
         if name.endswith("flow.py"):
             assert python_shape(body) == python_shape(expected[name]), (site, payload)
+            assert black.format_str(body, mode=BLACK_MODE) == body, "one black pass is final"
         elif name.endswith("Dockerfile"):
             assert dockerfile_instructions(body) == dockerfile_instructions(expected[name])
             assert _normalized(body, site, payload) == _normalized(expected[name], site, BENIGN), (site, payload)

@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import black
 import pytest
 import yaml
 from click.testing import CliRunner
@@ -23,10 +24,14 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from prefect import Flow, Task
 
+from benchmarks import synthetic
 from compiler.cli import main
 from compiler.compile import compile_spec
 from compiler.diagnostics import CompileError
 from compiler.lock import FlowInterface, Lock, ParameterInterface, TaskInterface, render_lock
+from compiler.render import BLACK_MODE_ARGS
+
+REPO = Path(__file__).resolve().parents[1]
 
 SPEC_PATH = "specs/random.yaml"
 # Moderate example counts: the whole suite runs on 2 cores. Failures print a reproducing example.
@@ -176,6 +181,22 @@ def load_flow(source: str) -> Flow:
     return flow
 
 
+def assert_black_fixpoint(source: str) -> None:
+    """flowc runs black's first pass only (compiler/render.py): the result must be final."""
+    mode = black.Mode(target_versions={black.TargetVersion.PY310}, **BLACK_MODE_ARGS)
+    assert black.format_str(source, mode=mode) == source
+
+
+def test_every_committed_flow_and_large_shapes_are_black_fixpoints() -> None:
+    for path in sorted(REPO.glob("generated/*/flow.py")):
+        assert_black_fixpoint(path.read_text())
+    lock = synthetic.synthetic_lock(gather_widths=(59,))
+    for text in (synthetic.chain_spec("chain", 60), synthetic.fan_in_spec("fan", 60), synthetic.mixed_spec("mixed", 60, 1)):
+        for name, body in compile_spec(text, SPEC_PATH, lock).items():
+            if name.endswith("flow.py"):
+                assert_black_fixpoint(body)
+
+
 def upstream_map(flow: Flow) -> dict[Task, set[Task]]:
     parents: dict[Task, set[Task]] = {task: set() for task in flow.tasks}
     for edge in flow.edges:
@@ -241,6 +262,7 @@ def test_a_random_valid_spec_builds_a_flow_whose_edges_are_the_spec_dag(case: tu
     spec, dag = yaml.safe_load(text), case[1]  # the values as YAML gives them back
     files = compile_spec(text, SPEC_PATH, LOCK)
     assert set(files) == {f"{spec['name']}/{name}" for name in ("flow.py", "Dockerfile", "README.md")}
+    assert_black_fixpoint(files[f"{spec['name']}/flow.py"])
     flow = load_flow(files[f"{spec['name']}/flow.py"])
     assert flow.name == spec["name"]
     direct, transitive, runs, waits = flow_graph(flow, list(dag))
