@@ -24,6 +24,8 @@ build:
 	flowc build $(BUILD_FLAGS) $(SPECS)
 
 # Benchmarks (see README: Benchmarks): medians over repeated runs, as Markdown tables, e.g.
-# `make bench BENCH_FLAGS="--quick"` or `make bench BENCH_FLAGS="--only check,generate --repeat 9"`.
+# `make bench BENCH_FLAGS="--quick"` or `make bench BENCH_FLAGS="--only check,generate --repeat 9"`;
+# large compositions (issue 7): `BENCH_LARGE_FLAGS="--sizes 50,200,500 --repeat 3"`.
 bench:
 	$(PYTHON) benchmarks/bench.py $(BENCH_FLAGS)
+	$(PYTHON) benchmarks/bench_large.py $(BENCH_LARGE_FLAGS)
