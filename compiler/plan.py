@@ -9,6 +9,7 @@ import graphlib
 import keyword
 import re
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any, Iterator
 
 from compiler.diagnostics import CompileError, Diagnostic, did_you_mean
@@ -130,7 +131,11 @@ class Plan:
         return tuple(edges)
 
     def step(self, alias: str) -> Step:
-        return next(s for s in self.steps if s.alias == alias)
+        return self._steps_by_alias[alias]
+
+    @cached_property
+    def _steps_by_alias(self) -> dict[str, Step]:
+        return {step.alias: step for step in self.steps}
 
 
 def build_plan(parsed: ParsedSpec, lock: Lock, inputs_digest: str) -> Plan:
@@ -144,6 +149,7 @@ class _Planner:
         self.where = parsed.where
         self.lock = lock
         self.problems: list[Diagnostic] = []
+        self._positions: tuple[list[int], dict[int, int]] | None = None
 
     def error(self, path: Path, message: str, *, key: bool = False) -> None:
         self.problems.append(self.where.at(path, message, key=key))
@@ -416,7 +422,7 @@ class _Planner:
                 )
             )
             arguments.append((parameter.name, variable))
-        position = {step: rank for rank, step in enumerate(order)}
+        position = self._position(order)
         depends_on = []
         for parent_index in upstream:
             parent_alias = flows[parent_index].step_name
@@ -434,15 +440,24 @@ class _Planner:
             arguments=tuple(arguments),
         )
 
+    def _position(self, order: list[int]) -> dict[int, int]:
+        """Rank of each step in the order; computed once (a 500-step plan asks 500 times)."""
+        if self._positions is None or self._positions[0] is not order:
+            self._positions = (order, {step: rank for rank, step in enumerate(order)})
+        return self._positions[1]
+
     def _check_names(self, steps: list[Step]) -> None:
         """Every Python name the module defines must be unique and not shadow an import."""
         seen: dict[str, str] = {}
         aliases: set[str] = set()
+        first_index: dict[str, int] = {}
+        for i, flow in enumerate(self.spec.composing_flows):
+            first_index.setdefault(flow.step_name, i)
         for step in steps:
             if step.alias in aliases:
                 continue  # a duplicate step, already reported
             aliases.add(step.alias)
-            index = next(i for i, f in enumerate(self.spec.composing_flows) if f.step_name == step.alias)
+            index = first_index[step.alias]
             for variable, what in _names_of(step):
                 if variable in RESERVED_NAMES or keyword.iskeyword(variable):
                     self.error(
