@@ -5,8 +5,8 @@ user would run, in a fresh process, wall clock: `flowc check`, `flowc generate`,
 generated flow, `flow.serialize()`, `prefect build`, `flowc run`. Adding a size or a shape is one
 more entry in `cases()`; `--json FILE` keeps the raw numbers for comparisons (issue 7).
 
-    python benchmarks/bench.py                 # everything (the 500-step Prefect cases take minutes)
-    python benchmarks/bench.py --quick         # skip the cases that take minutes
+    python benchmarks/bench.py                 # everything, at 50, 200 and 500 (a few minutes)
+    python benchmarks/bench.py --sizes 50,200,500,1000 --quick   # issue 7 sizes; --quick skips Prefect cases above 500
     python benchmarks/bench.py --only check,generate --repeat 9
 """
 
@@ -198,7 +198,7 @@ class Cases:
             steps,
             lambda: self._in_process(flow_py, "serialize"),
             lambda: self._composition(shape, steps),
-            slow=steps >= 500 and shape == "chain",
+            slow=steps > 500,
             note="issue 7",
         )
 
@@ -210,7 +210,7 @@ class Cases:
             steps,
             lambda: wall(PREFECT + ["build", "-p", str(flow_py), "-o", str(output)], flow_py.parent, timeout=self.timeout),
             lambda: self._composition(shape, steps),
-            slow=steps >= 500 and shape == "chain",
+            slow=steps > 500,
             note="issue 7",
         )
 
@@ -308,6 +308,8 @@ class Cases:
             lock = load_lock(project)
             text = open("specs/{shape}{steps}.yaml").read()
             import black, jinja2, pydantic  # imports are not the stages' cost
+            import gc
+            gc.disable()  # as compile_spec does
             times = {{}}
             t = time.perf_counter(); parsed = parse_spec(text, "specs/{shape}{steps}.yaml"); times["parse"] = time.perf_counter() - t
             t = time.perf_counter(); plan = build_plan(parsed, lock, spec_digest(text, "specs/x.yaml", lock_entries(lock))); times["plan"] = time.perf_counter() - t
@@ -372,10 +374,9 @@ def _recipe(root: Path, spec: str) -> list[dict[str, object]]:
     ]
 
 
-def cases(work: Path, timeout: float) -> dict[str, list[Case]]:
+def cases(work: Path, timeout: float, sizes: tuple[int, ...] = (50, 200, 500)) -> dict[str, list[Case]]:
     """Every benchmark, by the name `--only` selects it with."""
     c = Cases(work, timeout)
-    sizes = (50, 200, 500)
     shapes = ("chain", "fan_in")
     return {
         "check": [c.check(n) for n in sizes],
@@ -442,23 +443,25 @@ def report(selected: dict[str, list[Case]], timeout: float) -> str:
 
 
 def growth(selected: dict[str, list[Case]]) -> list[str]:
-    """Per series: time per unit at each size and the exponent k of t ~ n^k from 200 to 500."""
+    """Per series: time per unit at each size, and the exponent k of t ~ n^k between the two
+    largest sizes (fixed costs such as start-up make k < 1 at small sizes)."""
     series: dict[str, list[Case]] = {}
     for group in selected.values():
         for case in group:
             if case.size and case.samples:
                 series.setdefault(case.group, []).append(case)
-    lines = ["| growth | ms per unit at 50 / 200 / 500 | k (200 -> 500) | |", "|---|---|---:|---|"]
+    lines = ["| growth | sizes | ms per unit | k | |", "|---|---|---|---:|---|"]
     for name, points in series.items():
         points.sort(key=lambda c: c.size)
+        sizes = " / ".join(str(c.size) for c in points)
         per_unit = " / ".join(f"{1000 * c.median / c.size:.2f}" for c in points)
-        by_size = {c.size: c.median for c in points}
-        if 200 in by_size and 500 in by_size:
-            k = math.log(by_size[500] / by_size[200]) / math.log(500 / 200)
+        if len(points) >= 2:
+            small, large = points[-2], points[-1]
+            k = math.log(large.median / small.median) / math.log(large.size / small.size)
             verdict = "linear" if k <= 1.15 else f"superlinear (~n^{k:.1f})"
-            lines.append(f"| {name} | {per_unit} | {k:.2f} | {verdict} |")
+            lines.append(f"| {name} | {sizes} | {per_unit} | {k:.2f} | {verdict} |")
         else:
-            lines.append(f"| {name} | {per_unit} | | |")
+            lines.append(f"| {name} | {sizes} | {per_unit} | | |")
     return lines if len(lines) > 2 else []
 
 
@@ -480,6 +483,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--only", default="", help="comma-separated: check,generate,compile,import,serialize,stages,run,hostile"
     )
+    parser.add_argument("--sizes", default="50,200,500", help="spec counts and step counts; default 50,200,500")
     parser.add_argument("--json", type=Path, help="also write the raw samples here")
     parser.add_argument("--keep", type=Path, help="build the projects here and keep them (default: a temp dir)")
     args = parser.parse_args(argv)
@@ -487,7 +491,7 @@ def main(argv: list[str] | None = None) -> int:
     work = args.keep or Path(tempfile.mkdtemp(prefix="flowc-bench-"))
     work.mkdir(parents=True, exist_ok=True)
     try:
-        every = cases(work, args.timeout)
+        every = cases(work, args.timeout, tuple(int(n) for n in args.sizes.split(",")))
         wanted = [name.strip() for name in args.only.split(",") if name.strip()] or list(every)
         unknown = set(wanted) - set(every)
         if unknown:

@@ -52,7 +52,7 @@ def corpus() -> dict[str, Hostile]:
         "2 MiB flat list (1 million values)": Hostile(
             HEAD + "k: [" + ",".join(["1"] * (near_limit // 2)) + "]\n", many
         ),
-        "90 000 unknown keys": Hostile(HEAD + "".join(f"k{i}: 1\n" for i in range(90_000)), "more problems in this spec"),
+        "90 000 unknown keys": Hostile(HEAD + "".join(f"k{i}: 1\n" for i in range(90_000)), "more problems from here on"),
         "3 MiB of comments": Hostile(HEAD + ("# " + "x" * 1022 + "\n") * 3072, "spec is larger than 2048 KiB"),
         "1.9 MB single string": Hostile(
             HEAD.replace("lume\n", '"' + "x" * 1_900_000 + '"\n', 1), "(1900000 characters) is not a valid Prefect name"

@@ -378,12 +378,14 @@ def _at_most(limit: int, diagnostics: list[Diagnostic]) -> list[Diagnostic]:
     unknown keys must not print (or compute suggestions for) 100 000 lines."""
     if len(diagnostics) <= limit:
         return diagnostics
-    shown = sorted(diagnostics)[:limit]
-    return [*shown, _more(shown[-1], len(diagnostics) - limit)]
+    ordered = sorted(diagnostics)
+    return [*ordered[:limit], _more(ordered[limit], len(diagnostics) - limit)]
 
 
-def _more(last: Diagnostic, count: int) -> Diagnostic:
-    return Diagnostic(last.path, last.line, last.col, f"... and {count} more problems in this spec")
+def _more(first_omitted: Diagnostic, count: int) -> Diagnostic:
+    """Where the problems that are not shown begin, and how many there are."""
+    where = first_omitted
+    return Diagnostic(where.path, where.line, where.col, f"... and {count} more problems from here on")
 
 
 def _pydantic_diagnostics(error: ValidationError, data: Any, where: SourceMap) -> list[Diagnostic]:
@@ -391,7 +393,8 @@ def _pydantic_diagnostics(error: ValidationError, data: Any, where: SourceMap) -
     # Suggestions cost a difflib search each: compute them for the problems that are shown.
     shown = _pydantic_diagnostics_of(errors[:MAX_DIAGNOSTICS], data, where)
     if len(errors) > MAX_DIAGNOSTICS:
-        shown.append(_more(max(shown), len(errors) - MAX_DIAGNOSTICS))
+        first_omitted = where.at(_document_path(tuple(errors[MAX_DIAGNOSTICS]["loc"]), data), "", key=True)
+        shown.append(_more(max(first_omitted, max(shown)), len(errors) - MAX_DIAGNOSTICS))
     return shown
 
 

@@ -21,6 +21,8 @@ from compiler.cli import run_generate
 from compiler.config import Project, find_project
 
 REPO = Path(__file__).resolve().parents[1]
+# Processes run this working tree's compiler, whatever `pip install -e` last pointed at.
+THIS_TREE = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
 
 
 def _snapshot(directory: Path) -> dict[str, bytes]:
@@ -154,7 +156,7 @@ def _generate_process(root: Path, env: dict[str, str] | None = None) -> subproce
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env={**os.environ, **(env or {})},
+        env={**THIS_TREE, **(env or {})},
     )
 
 
@@ -167,7 +169,7 @@ def _reference_tree(root: Path, tmp_path: Path, name: str) -> dict[str, bytes]:
         cwd=reference,
         capture_output=True,
         text=True,
-        env={**os.environ, "FLOWC_JOBS": "1"},
+        env={**THIS_TREE, "FLOWC_JOBS": "1"},
         timeout=300,
     )
     assert done.returncode == 0, done.stderr
@@ -187,7 +189,9 @@ def test_two_generate_processes_at_once_produce_the_correct_tree(tmp_path: Path)
         assert first.returncode == 0 and second.returncode == 0, outputs
         expected = _reference_tree(root, tmp_path, f"reference{round_number}")
         assert _snapshot(root / "generated") == expected
-    check = subprocess.run([sys.executable, "-m", "compiler", "check"], cwd=root, capture_output=True, text=True)
+    check = subprocess.run(
+        [sys.executable, "-m", "compiler", "check"], cwd=root, capture_output=True, text=True, env=THIS_TREE
+    )
     assert check.returncode == 0, check.stdout + check.stderr
 
 
@@ -195,7 +199,7 @@ def test_the_parallel_compile_writes_the_same_bytes_as_one_process(tmp_path: Pat
     root = tmp_path / "project"
     synthetic.write_project(root, synthetic.many_specs(16, steps=4))
     done = subprocess.run(
-        [sys.executable, "-m", "compiler", "generate"], cwd=root, capture_output=True, text=True, timeout=300
+        [sys.executable, "-m", "compiler", "generate"], cwd=root, capture_output=True, text=True, timeout=300, env=THIS_TREE
     )
     assert done.returncode == 0, done.stderr
     assert _snapshot(root / "generated") == _reference_tree(root, tmp_path, "sequential")
@@ -208,7 +212,9 @@ def test_spec_errors_found_by_parallel_workers_are_all_reported_in_order(tmp_pat
     specs["spec003"] = specs["spec003"].replace("  project_name: bench\n", "  project_name: nowhere\n", 1)
     specs["spec010"] = specs["spec010"].replace("name: spec010", "name: spec010\nunknown_key: 1", 1)
     synthetic.write_project(root, specs)
-    done = subprocess.run([sys.executable, "-m", "compiler", "generate"], cwd=root, capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, "-m", "compiler", "generate"], cwd=root, capture_output=True, text=True, env=THIS_TREE
+    )
     assert done.returncode == 1
     errors = [line for line in done.stderr.splitlines() if ": error: " in line]
     assert [line.split(":", 1)[0] for line in errors] == ["specs/spec003.yaml", "specs/spec010.yaml"], done.stderr

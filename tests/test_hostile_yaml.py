@@ -27,6 +27,9 @@ from compiler.lock import Lock
 from compiler.spec import parse_spec
 from compiler.yamlsafe import MAX_DEPTH, MAX_NODES, YamlLimitError, compose_bounded
 
+REPO = Path(__file__).resolve().parents[1]
+# Processes run this working tree's compiler, whatever `pip install -e` last pointed at.
+THIS_TREE = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
 CORPUS = corpus()
 LOCK = Lock(path="specs/flows.lock.yaml")
 ERROR_LINE = re.compile(r"^specs/hostile\.yaml:(\d+):(\d+): error: (.+)$")
@@ -62,7 +65,7 @@ def _run_measured(command: list[str], cwd: Path) -> tuple[int, str, float, float
     log = cwd / "output.log"
     with log.open("w") as output:
         started = time.perf_counter()
-        process = subprocess.Popen(command, cwd=cwd, stdout=output, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(command, cwd=cwd, stdout=output, stderr=subprocess.STDOUT, env=THIS_TREE)
         watchdog = threading.Timer(120, process.kill)  # a hang fails the test instead of the run
         watchdog.start()
         try:
@@ -204,7 +207,7 @@ def test_generate_with_escaping_names_writes_nothing_anywhere(tmp_path: Path) ->
     before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
     for argv in (["generate"], ["generate", str(outside)], ["generate", "../outside.yaml"]):
         done = subprocess.run(
-            [sys.executable, "-m", "compiler", *argv], cwd=root, capture_output=True, text=True, timeout=120
+            [sys.executable, "-m", "compiler", *argv], cwd=root, capture_output=True, text=True, timeout=120, env=THIS_TREE
         )
         assert done.returncode == 1, done.stdout + done.stderr
         assert "Traceback" not in done.stderr
