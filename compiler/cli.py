@@ -85,7 +85,12 @@ def run_generate(
         tree = build_tree(project, spec_paths, lock)
         if tree.diagnostics:
             _fail(tree.diagnostics, style)
-        report = write_tree(project, tree)
+        try:
+            report = write_tree(project, tree)
+        except OSError as error:  # disk full, permissions: write_tree has put everything back
+            unchanged = project.relative(project.generated_dir)
+            click.echo(f"error: cannot write generated files: {error}; {unchanged}/ is unchanged", err=True)
+            sys.exit(1)
     if not quiet:
         for path in report.written:
             edited = " (overwrote a hand edit: change the spec instead)" if path in report.hand_edited else ""
