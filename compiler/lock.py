@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Mapping
 import yaml
 
 from compiler.diagnostics import CompileError, Diagnostic
+from compiler.yamlsafe import YamlLimitError, expands_within_bounds, load_bounded
 
 if TYPE_CHECKING:
     import prefect
@@ -101,11 +102,17 @@ class Lock:
 def read_lock(text: str, path: str) -> Lock:
     """Parse the lock file; a malformed lock is reported like a spec problem."""
     try:
-        data = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)) or {}
+        data = load_bounded(text) or {}
+    except YamlLimitError as error:
+        line, col = (error.mark.line + 1, error.mark.column + 1) if error.mark else (1, 1)
+        raise CompileError([Diagnostic(path, line, col, f"lock: {error.message}")]) from None
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
-        raise CompileError([Diagnostic(path, line, col, f"lock is not valid YAML: {error}")]) from None
+        problem = getattr(error, "problem", None) or " ".join(str(error).split())
+        raise CompileError([Diagnostic(path, line, col, f"lock is not valid YAML: {problem}")]) from None
+    if not expands_within_bounds(data):
+        raise CompileError([Diagnostic(path, 1, 1, "lock: its aliases expand past the bounds for YAML (alias bomb?)")])
     try:
         flows = {key: _flow_from_data(key, entry) for key, entry in (data.get("flows") or {}).items()}
     except (AttributeError, KeyError, TypeError, ValueError) as error:

@@ -93,3 +93,20 @@ def load_bounded(text: str) -> object:
     if node is None:
         return None
     return yaml.constructor.SafeConstructor().construct_document(node)
+
+
+def expands_within_bounds(value: object) -> bool:
+    """Whether loaded data, with every alias expanded, holds at most MAX_NODES values and
+    MAX_DEPTH levels: an alias bomb loads quickly (aliases are shared) but explodes when walked."""
+    stack: list[tuple[object, int]] = [(value, 0)]
+    count = 0
+    while stack:
+        current, depth = stack.pop()
+        count += 1
+        if count > MAX_NODES or depth > MAX_DEPTH:
+            return False
+        if isinstance(current, dict):
+            stack.extend((item, depth + 1) for item in current.values())
+        elif isinstance(current, list):
+            stack.extend((item, depth + 1) for item in current)
+    return True

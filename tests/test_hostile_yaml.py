@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 import compiler.yamlsafe as yamlsafe
-from benchmarks.hostile import ESCAPING_NAMES, HEAD, corpus
+from benchmarks.hostile import ESCAPING_NAMES, HEAD, billion_laughs, corpus
 from compiler.compile import compile_spec
 from compiler.diagnostics import CompileError
 from compiler.lock import Lock
@@ -213,3 +213,29 @@ def test_generate_with_escaping_names_writes_nothing_anywhere(tmp_path: Path) ->
         assert "Traceback" not in done.stderr
     after = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*") if ".flowc" not in p.parts)
     assert after == [p for p in before if ".flowc" not in p.parts]
+
+
+# The lock is committed text too: a pull request can make it hostile ----------------------------
+
+HOSTILE_LOCKS = {
+    "100 000 nested [": ("version: 1\nflows: " + "[" * 100_000 + "]" * 100_000 + "\n", "lock: nesting deeper than 64 levels"),
+    "alias bomb in a default": (
+        billion_laughs().split("\n", 3)[3]
+        + "version: 1\nflows:\n  lume/distgen:\n    parameters:\n    - {name: n, required: false, default: *lol9}\n"
+        "    tasks: {}\n",
+        "lock: its aliases expand past the bounds for YAML (alias bomb?)",
+    ),
+    "broken YAML": ("version: 1\nflows: {a: [\n", "lock is not valid YAML: "),
+}
+
+
+@pytest.mark.parametrize("name", list(HOSTILE_LOCKS))
+def test_a_hostile_lock_is_one_clear_error_in_bounded_time(name: str, tmp_path: Path) -> None:
+    text, message = HOSTILE_LOCKS[name]
+    root = _project(tmp_path / "project", {"fine": HEAD})
+    (root / "specs" / "flows.lock.yaml").write_text(text)
+    for command in ("check", "generate"):
+        code, output, seconds, peak_mb = _run_measured([sys.executable, "-m", "compiler", command], root)
+        assert code == 1 and "Traceback" not in output, output[-2000:]
+        assert re.search(rf"^specs/flows\.lock\.yaml:\d+:\d+: error: {re.escape(message)}", output, re.M), output[-2000:]
+        assert seconds < MAX_SECONDS and peak_mb < MAX_RSS_MB
