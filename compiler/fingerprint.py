@@ -18,7 +18,7 @@ from typing import Any, Mapping
 import yaml
 
 from compiler import __version__
-from compiler.yamlsafe import YamlLimitError, load_bounded
+from compiler.yamlsafe import YamlLimitError, expands_within_bounds, load_bounded
 
 # The repository's templates/, seen through the compiler/templates symlink, which a wheel
 # turns into package data: a checkout and an installed flowc read the same files.
@@ -51,39 +51,17 @@ def toolchain_digest() -> str:
     return digest.hexdigest()
 
 
-# The same bounds as the spec parser: past them a document is hostile and the slow path says so.
-_MAX_VALUES = 200_000
-_MAX_DEPTH = 64
-
-
-class _TooLarge(Exception):
-    pass
-
-
 def spec_data(text: str) -> Any:
     """The spec as plain, bounded data; None when it does not parse or is too large to trust.
 
     YAML aliases are shared, not copied, by the loader: an alias bomb loads quickly but would
-    expand when hashed, so the value count is bounded here before anything walks it.
+    expand when hashed, so its expanded size is bounded before anything walks it.
     """
     try:
         data = load_bounded(text)
-        _bounded(data, 0, [0])
-    except (yaml.YAMLError, YamlLimitError, RecursionError, _TooLarge):
+    except (yaml.YAMLError, YamlLimitError, RecursionError):
         return None
-    return data
-
-
-def _bounded(value: Any, depth: int, count: list[int]) -> None:
-    count[0] += 1
-    if count[0] > _MAX_VALUES or depth > _MAX_DEPTH:
-        raise _TooLarge
-    if isinstance(value, dict):
-        for item in value.values():
-            _bounded(item, depth + 1, count)
-    elif isinstance(value, list):
-        for item in value:
-            _bounded(item, depth + 1, count)
+    return data if expands_within_bounds(data) else None
 
 
 def used_lock_keys(data: Any) -> list[str]:
