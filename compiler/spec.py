@@ -124,17 +124,22 @@ def _json_value(value: Any) -> Any:
     return value
 
 
+def _schema_pattern(pattern: re.Pattern[str]) -> Any:
+    """The same rule for editors: a JSON Schema `pattern` (ECMA-262 anchors) beside the check."""
+    return Field(json_schema_extra={"pattern": "^" + pattern.pattern.replace("\\Z", "$")})
+
+
 Identifier = Annotated[
-    StrictStr, _matching(IDENTIFIER, "name (letters, digits, '_'; starts with a letter)"), AfterValidator(_short_name)
+    StrictStr, _schema_pattern(IDENTIFIER), _matching(IDENTIFIER, "name (letters, digits, '_'; starts with a letter)"), AfterValidator(_short_name)
 ]
-PrefectName = Annotated[StrictStr, _matching(PREFECT_NAME, "Prefect name (letters, digits, ' ._-')")]
-Label = Annotated[StrictStr, _matching(LABEL, "label (letters, digits, '._/-')")]
-TaskName = Annotated[StrictStr, _matching(TASK_NAME, "task name")]
-Source = Annotated[StrictStr, _matching(MODULE_ATTR, "source (module.path:attribute)")]
-EnvName = Annotated[StrictStr, _matching(ENV_NAME, "environment variable name")]
+PrefectName = Annotated[StrictStr, _schema_pattern(PREFECT_NAME), _matching(PREFECT_NAME, "Prefect name (letters, digits, ' ._-')")]
+Label = Annotated[StrictStr, _schema_pattern(LABEL), _matching(LABEL, "label (letters, digits, '._/-')")]
+TaskName = Annotated[StrictStr, _schema_pattern(TASK_NAME), _matching(TASK_NAME, "task name")]
+Source = Annotated[StrictStr, _schema_pattern(MODULE_ATTR), _matching(MODULE_ATTR, "source (module.path:attribute)")]
+EnvName = Annotated[StrictStr, _schema_pattern(ENV_NAME), _matching(ENV_NAME, "environment variable name")]
 EnvValue = Annotated[StrictStr, Field(max_length=4096, pattern=r"^[^\x00-\x08\x0b-\x1f\x7f]*$")]
-ParameterName = Annotated[StrictStr, _matching(TASK_NAME, "parameter name")]
-ImageRepository = Annotated[StrictStr, AfterValidator(_image_repository)]
+ParameterName = Annotated[StrictStr, _schema_pattern(TASK_NAME), _matching(TASK_NAME, "parameter name")]
+ImageRepository = Annotated[StrictStr, _schema_pattern(IMAGE_REPOSITORY), AfterValidator(_image_repository)]
 ImageReference = Annotated[StrictStr, AfterValidator(_pinned_base_image)]
 AttributeKey = Union[StrictInt, Annotated[StrictStr, Field(max_length=200)]]
 

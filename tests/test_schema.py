@@ -110,3 +110,17 @@ def test_type_error_specs_differ_from_a_valid_one_only_in_the_error(
     )
     assert validator.is_valid(yaml.safe_load(valid))
     parse_spec(valid, "specs/typed.yaml")
+
+
+@pytest.mark.parametrize(
+    "bad_name",
+    ["tests/bad_specs/unsafe_spec_name.yaml", "tests/bad_specs/unsafe_alias.yaml",
+     "tests/bad_specs/unsafe_flow_name.yaml", "tests/bad_specs/unsafe_label.yaml",
+     "tests/bad_specs/unsafe_image.yaml"],
+)
+def test_schema_carries_the_name_rules_so_editors_flag_unsafe_names(
+    bad_name: str, validator: jsonschema.protocols.Validator
+) -> None:
+    data = yaml.safe_load((REPO / bad_name).read_text(encoding="utf-8"))
+    errors = list(validator.iter_errors(data))
+    assert errors and any(error.validator == "pattern" for error in errors), bad_name
