@@ -176,12 +176,9 @@ class _Transaction:
         missing = [d for d in (target.parent, *target.parent.parents) if not d.exists()]
         target.parent.mkdir(parents=True, exist_ok=True)
         self.made_dirs.extend(reversed(missing))
-        handle, temp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".flowc-tmp", dir=target.parent)
-        self.temps.append(Path(temp))
-        with os.fdopen(handle, "w", encoding="utf-8", newline="\n") as stream:
-            stream.write(text)
-        os.chmod(temp, 0o644)
-        return Path(temp)
+        temp = _write_beside(target, text)
+        self.temps.append(temp)
+        return temp
 
     def _keep(self, target: Path) -> Path | None:
         """A hard link to the current file, so it can come back; None when there is none."""
@@ -285,11 +282,6 @@ def stale_files(project: Project, tree: Tree) -> list[StaleFile]:
     return stale
 
 
-def diff_tree(project: Project, tree: Tree) -> list[str]:
-    """A unified diff per stale, missing or orphaned file; empty when generated/ is up to date."""
-    return [stale.diff() for stale in stale_files(project, tree)]
-
-
 def unified_diff(display: str, current: str | None, expected: str | None) -> str:
     """git-style diff from what is on disk (a) to what should be (b)."""
     before = [] if current is None else current.splitlines(keepends=True)
@@ -306,12 +298,23 @@ def unified_diff(display: str, current: str | None, expected: str | None) -> str
 def atomic_write(target: Path, text: str) -> None:
     """Replace one file in a single rename, so readers never see half of it."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".flowc-tmp", dir=target.parent)
+    temp = _write_beside(target, text)
+    try:
+        os.replace(temp, target)
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
+
+
+def _write_beside(target: Path, text: str) -> Path:
+    """`text` in a temporary file next to `target` (same filesystem, so a rename is atomic)."""
+    handle, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".flowc-tmp", dir=target.parent)
+    temp = Path(name)
     try:
         with os.fdopen(handle, "w", encoding="utf-8", newline="\n") as stream:
             stream.write(text)
         os.chmod(temp, 0o644)
-        os.replace(temp, target)
     except BaseException:
-        Path(temp).unlink(missing_ok=True)
+        temp.unlink(missing_ok=True)
         raise
+    return temp
