@@ -32,11 +32,7 @@ REPO = HERE.parent
 sys.path[:0] = [str(HERE), str(REPO)]
 
 import synthetic  # noqa: E402  (benchmarks/ is not a package)
-
-BIN = Path(sys.executable).parent
-# The console scripts next to this interpreter: a pyenv shim would add ~50 ms to every call.
-FLOWC = [str(BIN / "flowc")] if (BIN / "flowc").exists() else [sys.executable, "-m", "compiler"]
-PREFECT = [str(BIN / "prefect")] if (BIN / "prefect").exists() else [sys.executable, "-m", "prefect"]
+from synthetic import FLOWC, PREFECT  # noqa: E402
 
 
 class Timeout(Exception):

@@ -36,10 +36,8 @@ REPO = HERE.parent
 sys.path[:0] = [str(HERE), str(REPO)]
 
 import synthetic  # noqa: E402  (benchmarks/ is not a package)
+from synthetic import FLOWC, PREFECT  # noqa: E402
 
-BIN = Path(sys.executable).parent
-FLOWC = [str(BIN / "flowc")] if (BIN / "flowc").exists() else [sys.executable, "-m", "compiler"]
-PREFECT = [str(BIN / "prefect")] if (BIN / "prefect").exists() else [sys.executable, "-m", "prefect"]
 SHAPES = ("chain", "fan_in")
 GOALS = {"prefect build": 5.0, "flowc build --json": 5.0, "flowc run -> first child": 2.0}  # at 500 steps
 GOAL_SIZE = 500

@@ -8,12 +8,18 @@ from __future__ import annotations
 
 import hashlib
 import random
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
 from compiler.lock import FlowInterface, Lock, ParameterInterface, TaskInterface, render_lock
+
+# The console scripts next to this interpreter: a pyenv shim would add ~50 ms to every call.
+_BIN = Path(sys.executable).parent
+FLOWC = [str(_BIN / "flowc")] if (_BIN / "flowc").exists() else [sys.executable, "-m", "compiler"]
+PREFECT = [str(_BIN / "prefect")] if (_BIN / "prefect").exists() else [sys.executable, "-m", "prefect"]
 
 PROJECT = "bench"
 CHILD_MODULE = "bench_children"
