@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import sys
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-DEFAULTS = {"specs": "specs", "generated": "generated", "lock": "specs/flows.lock.yaml"}
+DEFAULTS = {"specs": "specs", "generated": "generated", "lock": "specs/flows.lock.yaml", "target": "prefect1"}
+TARGETS = ("prefect1", "prefect3")
 
 
 @dataclass(frozen=True)
@@ -15,6 +17,11 @@ class Project:
     specs_dir: Path
     generated_dir: Path
     lock_path: Path
+    # The interpreter that imports and runs child flows (DESIGN.md "Child flows: where they run"):
+    # `[tool.flowc] python`, relative to the root or absolute; default: the one running flowc.
+    python: str = sys.executable
+    # The default target of the project's specs; a spec's own `target:` overrides it.
+    target: str = "prefect1"
 
     def relative(self, path: Path) -> str:
         """A path as headers and diagnostics show it: relative to the root, with '/'."""
@@ -44,10 +51,13 @@ def find_project(start: Path | None = None) -> Project:
     if pyproject.is_file():
         with pyproject.open("rb") as handle:
             table = tomllib.load(handle).get("tool", {}).get("flowc", {})
-        settings.update({k: str(v) for k, v in table.items() if k in DEFAULTS})
+        settings.update({k: str(v) for k, v in table.items() if k in DEFAULTS or k == "python"})
+    python = settings.get("python")
     return Project(
         root=root,
         specs_dir=root / settings["specs"],
         generated_dir=root / settings["generated"],
         lock_path=root / settings["lock"],
+        python=str((root / python)) if python and ("/" in python or python.startswith(".")) else (python or sys.executable),
+        target=settings["target"],
     )

@@ -14,7 +14,7 @@ from typing import Any, Iterator
 
 from compiler.diagnostics import CompileError, Diagnostic, did_you_mean
 from compiler.lock import FlowInterface, Lock
-from compiler.spec import ComposingFlow, MappedParameter, ParsedSpec, Path
+from compiler.spec import ComposingFlow, MappedParameter, ParsedSpec, Path, duration_seconds
 
 # Names the generated module defines or imports; no spec-derived variable may shadow them.
 RESERVED_NAMES = frozenset(
@@ -77,6 +77,12 @@ class Step:
     depends_on: tuple[str, ...]
     upstream: tuple[str, ...]
     arguments: tuple[tuple[str, str], ...]
+    # Per-child run options (DESIGN.md "Per-child run options"); durations in seconds.
+    labels: tuple[str, ...] | None = None
+    retries: int = 0
+    retry_delay_s: float = 0.0
+    timeout_s: float | None = None
+    deployment: str | None = None
 
     @property
     def run_variable(self) -> str:
@@ -110,6 +116,9 @@ class Plan:
     env: tuple[tuple[str, str], ...]
     steps: tuple[Step, ...]
     inputs_digest: str
+    # The spec's own `target:` (None: the project's `[tool.flowc] target`, see compiler.config).
+    target: str | None = None
+    work_pool: str = "default"
 
     @property
     def image(self) -> str:
@@ -197,6 +206,8 @@ class _Planner:
             env=tuple(sorted(self.spec.env.items())),
             steps=tuple(steps),
             inputs_digest=inputs_digest,
+            target=self.spec.target,
+            work_pool=self.spec.work_pool or "default",
         )
 
     # Names ------------------------------------------------------------------------------------
@@ -438,6 +449,11 @@ class _Planner:
             depends_on=tuple(flows[i].step_name for i in sorted(depends_on, key=position.__getitem__)),
             upstream=tuple(flows[i].step_name for i in sorted(upstream, key=position.__getitem__)),
             arguments=tuple(arguments),
+            labels=None if flow.labels is None else tuple(flow.labels),
+            retries=flow.retries,
+            retry_delay_s=duration_seconds(flow.retry_delay),
+            timeout_s=None if flow.timeout is None else duration_seconds(flow.timeout),
+            deployment=flow.deployment,
         )
 
     def _position(self, order: list[int]) -> dict[int, int]:

@@ -124,6 +124,32 @@ def _json_value(value: Any) -> Any:
     return value
 
 
+DURATION = re.compile(r"([0-9]+(?:\.[0-9]+)?)(s|m|h)?\Z")
+_DURATION_UNITS = {None: 1, "s": 1, "m": 60, "h": 3600}
+MAX_DURATION_S = 30 * 24 * 3600  # a month: longer is a typo, not a simulation
+
+
+def duration_seconds(value: int | float | str) -> float:
+    """`45`, `30s`, `5m`, `2h` -> seconds (a bare number is seconds); ValueError otherwise."""
+    if isinstance(value, bool):
+        raise ValueError(f"{value!r} is not a duration (45, 30s, 5m, 2h)")
+    if isinstance(value, (int, float)):
+        seconds = float(value)
+    else:
+        match = DURATION.match(value.strip())
+        if match is None:
+            raise ValueError(f"{_shown(value)} is not a duration (45, 30s, 5m, 2h)")
+        seconds = float(match.group(1)) * _DURATION_UNITS[match.group(2)]
+    if not math.isfinite(seconds) or seconds < 0 or seconds > MAX_DURATION_S:
+        raise ValueError(f"{_shown(str(value))} is not a duration between 0 and 30 days")
+    return seconds
+
+
+def _duration(value: Any) -> Any:
+    duration_seconds(value)
+    return value
+
+
 def _schema_pattern(pattern: re.Pattern[str]) -> Any:
     """The same rule for editors: a JSON Schema `pattern` (ECMA-262 anchors) beside the check."""
     return Field(json_schema_extra={"pattern": "^" + pattern.pattern.replace("\\Z", "$")})
@@ -136,6 +162,11 @@ PrefectName = Annotated[StrictStr, _schema_pattern(PREFECT_NAME), _matching(PREF
 Label = Annotated[StrictStr, _schema_pattern(LABEL), _matching(LABEL, "label (letters, digits, '._/-')")]
 TaskName = Annotated[StrictStr, _schema_pattern(TASK_NAME), _matching(TASK_NAME, "task name")]
 Source = Annotated[StrictStr, _schema_pattern(MODULE_ATTR), _matching(MODULE_ATTR, "source (module.path:attribute)")]
+Duration = Annotated[
+    Union[StrictInt, pydantic.StrictFloat, StrictStr],
+    Field(json_schema_extra={"examples": [45, "30s", "5m", "2h"]}),
+    AfterValidator(_duration),
+]
 EnvName = Annotated[StrictStr, _schema_pattern(ENV_NAME), _matching(ENV_NAME, "environment variable name")]
 EnvValue = Annotated[StrictStr, Field(max_length=4096, pattern=r"^[^\x00-\x08\x0b-\x1f\x7f]*$")]
 ParameterName = Annotated[StrictStr, _schema_pattern(TASK_NAME), _matching(TASK_NAME, "parameter name")]
@@ -183,6 +214,11 @@ class ComposingFlow(_Model):
         default_factory=dict, description="Child parameters fed from other flows' task results."
     )
     depends_on: list[PrefectName] = Field(default_factory=list, description="Steps to wait for, without data.")
+    labels: list[Label] | None = Field(None, description="This child's runs get these labels (default: the child flow's own).")
+    retries: int = Field(0, ge=0, le=100, strict=True, description="A failed child run is started again (a new run), at most this many times.")
+    retry_delay: Duration = Field(0, description="Between those runs: 45, 30s, 5m, 2h (seconds if bare).")
+    timeout: Duration | None = Field(None, description="A child run still going after this is stopped and fails.")
+    deployment: PrefectName | None = Field(None, description="prefect3: the child's deployment name (default: its flow name).")
 
     @property
     def step_name(self) -> str:
@@ -210,6 +246,8 @@ class Spec(_Model):
     run_config: Literal["docker", "kubernetes"] = Field("docker", description="DockerRun or KubernetesRun.")
     env: dict[EnvName, EnvValue] = Field(default_factory=dict, description="Environment of the flow run.")
     composing_flows: list[ComposingFlow] = Field(min_length=1, description="The child flows, in any order.")
+    target: Literal["prefect1", "prefect3"] | None = Field(None, description="Overrides [tool.flowc] target.")
+    work_pool: PrefectName | None = Field(None, description="prefect3: work pool of the composite's deployment (default: default).")
 
     @property
     def image_repository(self) -> str:
