@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Mapping
 import yaml
 
 from compiler.diagnostics import CompileError, Diagnostic
+from compiler.values import ValueRejected, normalize
 from compiler.yamlsafe import YamlLimitError, expands_within_bounds, load_bounded
 
 if TYPE_CHECKING:
@@ -245,12 +246,11 @@ def interface_of(flow: prefect.Flow, project_name: str) -> FlowInterface:
 
     parameters = []
     for parameter in sorted(flow.parameters(), key=lambda p: p.name):
-        default = parameter.default
         try:
-            json.dumps(default)
-        except (TypeError, ValueError):
+            default = normalize(parameter.default)  # a tuple becomes the list a run receives
+        except ValueRejected as error:
             raise CaptureError(
-                f"{project_name}/{flow.name}: the default of parameter {parameter.name!r} is not JSON"
+                f"{project_name}/{flow.name}: the default of parameter {parameter.name!r} is not accepted: {error}"
             ) from None
         parameters.append(ParameterInterface(parameter.name, default, bool(parameter.required)))
     slugs_by_name: dict[str, list[str]] = {}

@@ -14,6 +14,7 @@ from typing import Any, Iterator
 
 from compiler.diagnostics import CompileError, Diagnostic, did_you_mean
 from compiler.lock import FlowInterface, Lock
+from compiler.values import ValueRejected, normalize
 from compiler.spec import ComposingFlow, MappedParameter, ParsedSpec, Path, duration_seconds
 
 # Names the generated module defines or imports; no spec-derived variable may shadow them.
@@ -420,6 +421,15 @@ class _Planner:
                 continue
             overridden = parameter.name in flow.parameters
             default = flow.parameters[parameter.name] if overridden else parameter.default
+            if not overridden:
+                try:
+                    default = normalize(default)
+                except ValueRejected as error:
+                    self.error(
+                        ("composing_flows", index, "name"),
+                        f"the lock's default of {parameter.name!r} ({flow.lock_key}) is not accepted: {error}; "
+                        "give this parameter a default under `parameters:`, or change the child flow and run `flowc lock`",
+                    )
             variable = _variable(alias, parameter.name)
             composite.append(
                 CompositeParameter(

@@ -1,7 +1,7 @@
 """Plan -> {relative path: text}: Jinja2 lays out what the plan decided, black formats the Python.
 
-Every value that comes from a spec reaches flow.py as a Python literal built by `repr` (strings,
-numbers, lists, dicts of those), never as raw text.
+Every value that comes from a spec or the lock reaches flow.py as a Python literal built by
+compiler.values.literal (the values policy), never as raw text.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from compiler.fingerprint import TEMPLATES_DIR, header_lines
 from compiler.plan import MappedInput, Plan, Step
+from compiler.values import literal  # the only way spec and lock values enter flow.py
 
 if TYPE_CHECKING:
     import jinja2
@@ -74,17 +75,6 @@ def _format_python(source: str) -> str:
     if format_once is None:
         return black.format_str(source, mode=mode)
     return format_once(source, mode=mode)
-
-
-def literal(value: Any) -> str:
-    """A Python literal for a JSON-like value; the only way spec values enter flow.py."""
-    if isinstance(value, (str, int, float, bool, type(None))):
-        return repr(value)
-    if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(literal(v) for v in value) + "]"
-    if isinstance(value, dict):
-        return "{" + ", ".join(f"{literal(k)}: {literal(v)}" for k, v in value.items()) + "}"
-    raise TypeError(f"not a JSON-like value: {type(value).__name__}")
 
 
 def _comment(text: str) -> str:

@@ -15,7 +15,6 @@ import importlib
 import json
 import logging
 import os
-import re
 import reprlib
 import sys
 import threading
@@ -29,12 +28,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
-import click
-import yaml
 
 from compiler.config import Project
-from compiler.diagnostics import CompileError, did_you_mean, format_diagnostics
+from compiler.diagnostics import CompileError, format_diagnostics
 from compiler.lock import Lock
+from compiler.overrides import parse_overrides, parse_value  # noqa: F401 - parse_value: the -p reader
 
 if TYPE_CHECKING:
     import prefect
@@ -44,9 +42,6 @@ if TYPE_CHECKING:
     from compiler.runtime.local import LocalFlowRun
 
 NOT_RUN = "not run"
-# YAML 1.1 (the spec's dialect) reads `1e-6` as a string; on a command line it means a number.
-_EXPONENT_FLOAT = re.compile(r"[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)[eE][-+]?[0-9]+\Z")
-_NULLS = frozenset({"~", "null", "Null", "NULL"})
 
 
 class RunSetupError(Exception):
@@ -205,66 +200,6 @@ def prepare_run(project: Project, spec_path: Path, params: tuple[str, ...]) -> P
         parameters=parameters,
         child_flows=child_flows,
     )
-
-
-def parse_overrides(params: tuple[str, ...], plan: Plan) -> dict[str, Any]:
-    """`-p ALIAS-PARAM=VALUE` -> {name: value}; every problem in one usage error."""
-    known = {p.name: p for p in plan.parameters}
-    mapped = {
-        f"{step.alias}-{value.parameter}": f"{value.parent}.{value.task_name}"
-        for step in plan.steps
-        for value in step.inputs
-    }
-    problems: list[str] = []
-    overrides: dict[str, Any] = {}
-    given: set[str] = set()
-    for item in params:
-        name, equals, raw = item.partition("=")
-        name = name.strip()
-        given.add(name)
-        if not equals or not name:
-            problems.append(f"-p {item!r}: expected ALIAS-PARAM=VALUE")
-            continue
-        if name in mapped:
-            problems.append(
-                f"-p {name}: this value is mapped from {mapped[name]}, not a parameter of the composition"
-            )
-            continue
-        if name not in known:
-            hint = did_you_mean(name, known) or (
-                f"; it has {', '.join(sorted(known))}" if known else "; it has no parameters"
-            )
-            problems.append(f"-p {name}: {plan.name} has no parameter {name!r}{hint}")
-            continue
-        try:
-            overrides[name] = parse_value(raw)
-        except ValueError as error:
-            problems.append(f"-p {name}: {error}")
-    for parameter in plan.parameters:
-        if parameter.required and parameter.name not in given:
-            problems.append(
-                f"missing required parameter {parameter.name!r} "
-                f"(pass -p {parameter.name}=VALUE; {parameter.step}'s flow has no default for it)"
-            )
-    if problems:
-        raise click.UsageError("\n".join(problems))
-    return overrides
-
-
-def parse_value(raw: str) -> Any:
-    """A `-p` value as YAML reads it (`1000` int, `true` bool, `[1, 2]` list, `''` empty string)."""
-    if _EXPONENT_FLOAT.match(raw.strip()):
-        return float(raw)
-    if not raw.strip():
-        return ""
-    try:
-        value = yaml.safe_load(raw)
-    except yaml.YAMLError as error:
-        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
-        raise ValueError(f"{raw!r} is not a YAML value ({problem}); quote it to pass a string") from None
-    if value is None and raw.strip() not in _NULLS:
-        raise ValueError(f"{raw!r} reads as YAML null; quote it to pass a string, or write null")
-    return value
 
 
 def _current_flow_file(project: Project, spec_path: Path, plan: Plan, lock: Lock) -> tuple[Path, bytes]:

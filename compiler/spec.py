@@ -21,6 +21,7 @@ from pydantic import (
 )
 
 from compiler.diagnostics import CompileError, Diagnostic, did_you_mean
+from compiler.values import MAX_INT_DIGITS, ValueRejected, non_string_key_message, normalize, rejected_type_message
 from compiler.yamlsafe import (  # bounds that keep hostile YAML cheap to reject
     MAX_DEPTH,
     MAX_NODES,
@@ -28,6 +29,7 @@ from compiler.yamlsafe import (  # bounds that keep hostile YAML cheap to reject
     SeveralDocumentsError,
     YamlLimitError,
     compose_bounded,
+    expansion_problem,
 )
 
 MAX_DIAGNOSTICS = 100  # per spec; past it one line counts the rest
@@ -115,13 +117,11 @@ def _pinned_base_image(value: str) -> str:
 
 
 def _json_value(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        raise ValueError("parameter values must be finite numbers (no .inf or .nan)")
-    if isinstance(value, list):
-        return [_json_value(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _json_value(v) for k, v in value.items()}
-    return value
+    """Parameter defaults follow the values policy (compiler/values.py), as lock and -p do."""
+    try:
+        return normalize(value)
+    except ValueRejected as error:
+        raise ValueError(str(error)) from None
 
 
 DURATION = re.compile(r"([0-9]+(?:\.[0-9]+)?)(s|m|h)?\Z")
@@ -321,6 +321,11 @@ def load_yaml(text: str, path: str) -> tuple[Any, SourceMap]:
         raise CompileError([Diagnostic(path, 1, 1, "YAML syntax: " + " ".join(str(error).split()))]) from None
     if root is None:
         raise CompileError([Diagnostic(path, 1, 1, "spec is empty")])
+    expansion = expansion_problem(root)
+    if expansion is not None:
+        message, mark = expansion
+        line, col = lines.at(mark)
+        raise CompileError([Diagnostic(path, line, col, message)])
     builder = _Builder(where, lines)
     data = builder.build(root, ())
     if builder.problems:
@@ -346,6 +351,17 @@ class _Lines:
         return (1, 1) if mark is None else self.at_index(mark.index)
 
 
+_TOO_LONG = object()
+
+
+def _fits(value: int) -> bool:
+    try:
+        normalize(value)
+    except ValueRejected:
+        return False
+    return True
+
+
 _PLAIN_COLLECTION_TAGS = frozenset({"tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"})
 
 
@@ -358,6 +374,7 @@ class _Builder:
         self.constructor = yaml.constructor.SafeConstructor()
         self.problems: list[Diagnostic] = []
         self.visited = 0
+        self.exhausted = False  # a bound was passed: the rest is not built
 
     def _position(self, node: yaml.Node) -> tuple[int, int]:
         return self.lines.at(node.start_mark)
@@ -368,12 +385,16 @@ class _Builder:
 
     def build(self, node: yaml.Node, path: Path) -> Any:
         self.visited += 1
+        if self.exhausted:
+            return None
         if self.visited > MAX_NODES:
-            if self.visited == MAX_NODES + 1:
-                self._problem(node, f"document expands to more than {MAX_NODES} values (alias bomb?)")
+            self.exhausted = True
+            self._problem(node, f"document expands to more than {MAX_NODES} values (alias bomb?)")
             return None
         if len(path) > MAX_DEPTH:
-            self._problem(node, f"nesting deeper than {MAX_DEPTH} levels")
+            # One line, then stop: past this depth an alias (`&a [*a, *a]`) may branch without end.
+            self.exhausted = True
+            self._problem(node, f"nesting deeper than {MAX_DEPTH} levels (a YAML alias inside itself?)")
             return None
         self.where.values.setdefault(path, self._position(node))
         if not isinstance(node, yaml.ScalarNode) and node.tag not in _PLAIN_COLLECTION_TAGS:
@@ -392,9 +413,13 @@ class _Builder:
             if key_node.tag == "tag:yaml.org,2002:merge":
                 self._problem(key_node, "YAML merge keys ('<<') are not supported in specs")
                 continue
-            key = self._scalar(key_node) if isinstance(key_node, yaml.ScalarNode) else None
+            if not isinstance(key_node, yaml.ScalarNode):
+                self._problem(key_node, "mapping keys must be strings, not a list or a mapping")
+                continue
+            key = self._scalar(key_node)
             if not isinstance(key, str):
-                self._problem(key_node, "mapping keys must be strings")
+                if key is not None or key_node.value in ("~", "null", "Null", "NULL", ""):
+                    self._problem(key_node, non_string_key_message(key, key_node.value))
                 continue
             if key in result:
                 self._problem(key_node, f"duplicate key {_shown(key)}")
@@ -409,9 +434,13 @@ class _Builder:
         except yaml.constructor.ConstructorError as error:
             self._problem(node, f"YAML: {error.problem}")
             return None
+        except ValueError:  # an integer past Python's digit limit for int(str)
+            value = _TOO_LONG
+        if value is _TOO_LONG or (isinstance(value, int) and len(node.value) > MAX_INT_DIGITS and not _fits(value)):
+            self._problem(node, f"integers are limited to {MAX_INT_DIGITS} digits (Python's limit for turning them into text)")
+            return None
         if not isinstance(value, (str, int, float, bool, type(None))):
-            kind = type(value).__name__
-            self._problem(node, f"unsupported YAML value of type {kind}; quote it to make it a string")
+            self._problem(node, rejected_type_message(value))
             return None
         return value
 

@@ -110,3 +110,42 @@ def expands_within_bounds(value: object) -> bool:
         elif isinstance(current, list):
             stack.extend((item, depth + 1) for item in current)
     return True
+
+
+def expansion_problem(root: yaml.Node) -> tuple[str, yaml.Mark | None] | None:
+    """Why a composed document, with every alias expanded, is past the bounds (and where); None
+    when it is within them. Counted over the node graph, each node once: an alias bomb is found
+    without expanding it, and an alias inside its own anchor (`&a [*a]`) is named as such."""
+    sizes: dict[int, tuple[int, int]] = {}  # id(node) -> (expanded values, expanded depth)
+    open_nodes: set[int] = set()
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, finished = stack.pop()
+        key = id(node)
+        if finished:
+            open_nodes.discard(key)
+            children = [sizes[id(child)] for child in _children(node)]
+            size = 1 + sum(count for count, _ in children)
+            depth = 1 + max((d for _, d in children), default=0) if children else 0
+            if size > MAX_NODES:
+                return f"document expands to more than {MAX_NODES} values (alias bomb?)", node.start_mark
+            if depth > MAX_DEPTH:
+                return f"nesting deeper than {MAX_DEPTH} levels once YAML aliases are expanded", node.start_mark
+            sizes[key] = (size, depth)
+            continue
+        if key in sizes:
+            continue
+        if key in open_nodes:
+            return f"nesting deeper than {MAX_DEPTH} levels: a YAML alias inside its own anchor", node.start_mark
+        open_nodes.add(key)
+        stack.append((node, True))
+        stack.extend((child, False) for child in _children(node) if id(child) not in sizes)
+    return None
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.MappingNode):
+        return [item for pair in node.value for item in pair]
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    return []
