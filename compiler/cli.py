@@ -257,3 +257,47 @@ def build(specs: tuple[str, ...], json_path: str | None, no_image: bool, no_regi
 
     project = _project()
     sys.exit(build_command(project, _spec_paths(project, specs), json_path, no_image, no_register))
+
+
+@main.group()
+def runtime() -> None:
+    """flowc's runtime alone, for the interpreter that runs child flows ([tool.flowc] python)."""
+
+
+@runtime.command("install")
+@click.option(
+    "--python",
+    "python",
+    metavar="PATH",
+    help="The interpreter to install into (default: [tool.flowc] python).",
+)
+@click.option("--force", is_flag=True, help="Reinstall even when the same runtime is installed.")
+def runtime_install(python: str | None, force: bool) -> None:
+    """Install flowc's runtime (flowc-runtime: Prefect 1 + the standard library) into PATH."""
+    from compiler.runtime_dist import RuntimeInstallError, install_runtime
+
+    target = python or _project().python
+    try:
+        outcome = install_runtime(target, force=force)
+    except RuntimeInstallError as error:
+        click.echo(f"error: {error}", err=True)
+        sys.exit(1)
+    click.echo(outcome.message, err=True)
+
+
+@runtime.command("wheel")
+@click.option(
+    "-o",
+    "--output",
+    "directory",
+    type=click.Path(file_okay=False),
+    default=".",
+    show_default=True,
+    help="Directory to write the wheel into.",
+)
+def runtime_wheel(directory: str) -> None:
+    """Build the flowc-runtime wheel (the same bytes for the same sources) and print its path."""
+    from compiler.runtime_dist import build_wheel
+
+    Path(directory).mkdir(parents=True, exist_ok=True)
+    click.echo(str(build_wheel(Path(directory))))

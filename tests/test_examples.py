@@ -128,7 +128,7 @@ def test_lume_test_flows_pass_text_by_raw_file_and_db(runtime_env: Path) -> None
     file_rep = _task_result(state1, lume_test.flow1, "save_text")
     assert isinstance(file_rep, dict)
     assert load_file.run(file_rep) == "hello world"
-    assert file_rep["file_type_string"] == "lume_services.files.file:TextFile"
+    assert file_rep["file_type_string"] == "lume_services.files.file:File[TextSerializer]"
 
     state3 = _run(lume_test.flow3, file_rep=file_rep, suffix="!")
     assert _task_result(state3, lume_test.flow3, "append_text") == "hello world!"

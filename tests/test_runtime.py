@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import socket
@@ -129,7 +130,7 @@ def test_concurrent_writers_from_threads_all_land(runtime_env: Path) -> None:
             for i in range(15):
                 query = {
                     "unique_hash": unique_result_hash(
-                        {"worker": worker, "i": i}, {"value": worker * i}
+                        {"worker": worker, "i": i}, {"value": worker * i}, "local"
                     )
                 }
                 assert store.find_one("lume", query) is not None
@@ -165,7 +166,7 @@ def test_save_db_result_returns_a_lume_result_reference(runtime_env: Path) -> No
     assert reference == {
         "project_name": "lume",
         "result_type_string": GENERIC_RESULT_TYPE,
-        "query": {"unique_hash": unique_result_hash(INPUTS, OUTPUTS)},
+        "query": {"unique_hash": unique_result_hash(INPUTS, OUTPUTS, "local")},
     }
     json.dumps(reference)  # a PrefectResult must be able to hold it
     with open_results_store() as store:
@@ -176,13 +177,27 @@ def test_save_db_result_returns_a_lume_result_reference(runtime_env: Path) -> No
     assert document["flow_id"] == "local"
 
 
-def test_unique_hash_depends_on_inputs_and_outputs_only() -> None:
+def test_unique_hash_is_lumes_md5_of_inputs_outputs_and_flow_id() -> None:
+    # LUME's fingerprint_dict: md5 of json.dumps({inputs, outputs, flow_id}), default separators,
+    # keys in the order given. Written out literally here, not through the runtime's helper.
+    expected_text = (
+        '{"inputs": {"quad_k": 0.5, "drift_length": 1.0}, "outputs": {"end_norm_emit_x": '
+        '4.5e-07, "screens": [{"sigma_x": 0.001}, {"sigma_x": 0.002}], "nested": {"a": 1, '
+        '"b": 2}}, "flow_id": "impact"}'
+    )
+    expected = hashlib.md5(expected_text.encode()).hexdigest()
+    assert unique_result_hash(INPUTS, OUTPUTS, "impact") == expected
+    document = result_document(INPUTS, OUTPUTS, "impact", date_modified=datetime(2020, 1, 1))
+    assert document["unique_hash"] == expected
+    assert document["result_type_string"] == "lume_services.results.generic.Result"
+    # As in LUME: the flow and the order of the keys count; the time does not.
+    assert unique_result_hash(INPUTS, OUTPUTS, "other") != expected
     reordered = dict(reversed(list(INPUTS.items())))
-    assert unique_result_hash(INPUTS, OUTPUTS) == unique_result_hash(reordered, OUTPUTS)
-    assert unique_result_hash(INPUTS, OUTPUTS) != unique_result_hash(INPUTS, {"x": 1})
-    first = result_document(INPUTS, OUTPUTS, "a", date_modified=datetime(2020, 1, 1))
-    second = result_document(INPUTS, OUTPUTS, "b")
-    assert first["unique_hash"] == second["unique_hash"]
+    assert unique_result_hash(reordered, OUTPUTS, "impact") != expected
+    assert result_document(INPUTS, OUTPUTS, "impact")["unique_hash"] == expected
+    assert unique_result_hash({"t": "ü"}, {}, "f") == hashlib.md5(
+        b'{"inputs": {"t": "\\u00fc"}, "outputs": {}, "flow_id": "f"}'
+    ).hexdigest()
 
 
 def test_save_db_result_in_a_flow_uses_the_flow_project_and_name(
@@ -351,7 +366,8 @@ def test_reference_tasks_persist_their_results() -> None:
 @pytest.mark.parametrize(
     ("value", "file_type", "type_string"),
     [
-        ("line one\nline two ü\n", "text", "lume_services.files.file:TextFile"),
+        ("line one\nline two ü\n", "text", "lume_services.files.file:File[TextSerializer]"),
+        ({"a": [1, 2.5], "b": "ü"}, "yaml", "lume_services.files.file:File[YAMLSerializer]"),
         ({"x": [1.0, 2.5], "name": "beam"}, "json", "compiler.runtime.files:JSONFile"),
         (b"\x00\x01binary\xff", "bytes", "compiler.runtime.files:BytesFile"),
     ],
@@ -470,9 +486,10 @@ def test_save_file_rejects_a_value_its_type_cannot_hold(runtime_env: Path) -> No
     with pytest.raises(TypeError, match="a text file holds a str, not dict"):
         save_file.run({"a": 1}, "a.txt", "text")
     with pytest.raises(
-        ValueError, match="unknown file type 'yaml'; known: bytes, json, text"
+        ValueError,
+        match="unknown file type 'toml'; known: bytes, hdf5, image, json, text, yaml",
     ):
-        save_file.run({"a": 1}, "a.yaml", "yaml")
+        save_file.run({"a": 1}, "a.toml", "toml")
 
 
 def test_a_failed_file_load_fails_the_task_with_the_reference(

@@ -1,12 +1,26 @@
 """File references: how one flow run hands a file to another, in LUME-services' format.
 
 A reference is the JSON-able dict `{"filename", "file_type_string", "filesystem_identifier"}`
-that LUME-services' `File.jsonable_dict()` writes, so it can travel as a task result and a flow
-parameter. File types (`file_type` argument -> `file_type_string`):
+that LUME-services' `File.jsonable_dict()` writes (its `SaveFile` task returns it and its
+`LoadFile` task reads it), so it can travel as a task result and a flow parameter. File types
+(`file_type` argument -> `file_type_string`); the first four are LUME-services' own, written and
+read the way its serializers do, so either side loads what the other saved:
 
-- `text`:  `lume_services.files.file:TextFile` (LUME's own, so LUME-services can read it); a str.
-- `json`:  `compiler.runtime.files:JSONFile`; any JSON-serializable value.
-- `bytes`: `compiler.runtime.files:BytesFile`; bytes.
+- `text`:  `lume_services.files.file:File[TextSerializer]` (LUME's `TextFile`); a str, UTF-8.
+- `yaml`:  `lume_services.files.file:File[YAMLSerializer]` (LUME's `YAMLFile`); any value YAML's
+  safe dumper holds, loaded with `yaml.safe_load` (PyYAML comes with Prefect).
+- `image`: `lume_services.files.file:File[ImageSerializer]` (LUME's `ImageFile`); saves an
+  image's encoded bytes as they are, or a Pillow image in the format of the file's extension;
+  loads a Pillow image (Pillow is imported then, and only then).
+- `hdf5`:  `lume_services.files.file:File[HDF5Serializer]` (LUME's `HDF5File`); bytes of an
+  HDF5 file, saved and loaded as they are (LUME's serializer archives lume-base objects into
+  HDF5 and reads them back as such; flowc hands the file on without interpreting it).
+- `json`:  `compiler.runtime.files:JSONFile`; any JSON-serializable value (flowc's own type:
+  LUME-services has no JSON file and cannot load this one).
+- `bytes`: `compiler.runtime.files:BytesFile`; bytes (flowc's own, like `json`).
+
+References written by older flowc releases (`lume_services.files.file:TextFile`,
+`compiler.runtime.files:TextFile`) still load as text.
 
 Filesystems (`filesystem_identifier`):
 
@@ -17,10 +31,13 @@ Filesystems (`filesystem_identifier`):
   where it sees the mount: on the host `FLOWC_MOUNT=/data/lume:/mnt/lume`, inside a container
   that mounts it at the alias `FLOWC_MOUNT=/mnt/lume` (short for `/mnt/lume:/mnt/lume`).
   When `FLOWC_MOUNT` is set, `save_file` writes to the mounted filesystem by default.
+  (LUME-services itself opens a mounted file at its alias path as it stands, so it reads and
+  writes them only where the alias is where the mount is: inside the containers.)
 """
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import posixpath
@@ -41,6 +58,11 @@ class FileReferenceError(OSError):
     """A file reference that cannot be written or loaded; the message names the reference."""
 
 
+LUME_FILE_MODULE = "lume_services.files.file"
+# HDF5's format signature; a file may carry a user block of 512 * 2**k bytes before it.
+HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+
+
 class FileType:
     """How one kind of file turns into bytes and back; `type_string` names it in references."""
 
@@ -48,7 +70,8 @@ class FileType:
     type_string: ClassVar[str]
 
     @classmethod
-    def serialize(cls, obj: object) -> bytes:
+    def serialize(cls, obj: object, filename: str = "") -> bytes:
+        """The file's bytes; `filename` is where they go (some formats follow its extension)."""
         raise NotImplementedError
 
     @classmethod
@@ -57,13 +80,13 @@ class FileType:
 
 
 class TextFile(FileType):
-    """Text, UTF-8 encoded; the type string is LUME-services' own TextFile."""
+    """Text, UTF-8 encoded: LUME-services' `TextFile` (its TextSerializer writes and reads text)."""
 
     name = "text"
-    type_string = "lume_services.files.file:TextFile"
+    type_string = f"{LUME_FILE_MODULE}:File[TextSerializer]"
 
     @classmethod
-    def serialize(cls, obj: object) -> bytes:
+    def serialize(cls, obj: object, filename: str = "") -> bytes:
         if not isinstance(obj, str):
             raise TypeError(f"a text file holds a str, not {type(obj).__name__}")
         return obj.encode("utf-8")
@@ -73,14 +96,120 @@ class TextFile(FileType):
         return data.decode("utf-8")
 
 
+class YAMLFile(FileType):
+    """YAML: LUME-services' `YAMLFile`, loaded with `yaml.safe_load` as its YAMLSerializer does."""
+
+    name = "yaml"
+    type_string = f"{LUME_FILE_MODULE}:File[YAMLSerializer]"
+
+    @classmethod
+    def serialize(cls, obj: object, filename: str = "") -> bytes:
+        import yaml  # PyYAML: a dependency of Prefect 1
+
+        try:
+            text = yaml.safe_dump(obj, default_flow_style=False, allow_unicode=True)
+        except yaml.YAMLError as exc:
+            raise TypeError(
+                f"a yaml file holds what YAML's safe dumper represents, "
+                f"not {type(obj).__name__}: {exc}"
+            ) from None
+        return text.encode("utf-8")
+
+    @classmethod
+    def deserialize(cls, data: bytes) -> object:
+        import yaml
+
+        try:
+            return yaml.safe_load(data.decode("utf-8"))
+        except yaml.YAMLError as exc:
+            raise ValueError(str(exc)) from None
+
+
+class ImageFile(FileType):
+    """An image: LUME-services' `ImageFile` (a Pillow image, in the format of its extension)."""
+
+    name = "image"
+    type_string = f"{LUME_FILE_MODULE}:File[ImageSerializer]"
+
+    @classmethod
+    def serialize(cls, obj: object, filename: str = "") -> bytes:
+        if isinstance(obj, (bytes, bytearray, memoryview)):
+            return bytes(obj)  # already encoded (PNG, JPEG, ...): written as it is
+        if not callable(getattr(obj, "save", None)):
+            raise TypeError(
+                f"an image file holds a Pillow image or encoded image bytes, "
+                f"not {type(obj).__name__}"
+            )
+        image_module = _pillow("saving a Pillow image")
+        extension = posixpath.splitext(filename)[1].lower()
+        image_format = image_module.registered_extensions().get(extension)
+        if image_format is None:
+            raise ValueError(
+                f"cannot tell an image format from the extension of {filename!r}"
+            )
+        buffer = io.BytesIO()
+        obj.save(buffer, format=image_format)  # type: ignore[attr-defined]
+        return buffer.getvalue()
+
+    @classmethod
+    def deserialize(cls, data: bytes) -> object:
+        image_module = _pillow("loading an image file")
+        try:
+            image = image_module.open(io.BytesIO(data))
+            image.load()
+        except OSError as exc:  # PIL.UnidentifiedImageError is an OSError
+            raise ValueError(str(exc)) from None
+        return image
+
+
+def _pillow(what: str) -> Any:
+    try:
+        from PIL import Image
+    except ImportError:
+        raise ModuleNotFoundError(
+            f"{what} needs Pillow, which is not installed here (pip install Pillow)"
+        ) from None
+    return Image
+
+
+def _is_hdf5(data: bytes) -> bool:
+    offset = 0
+    while offset + len(HDF5_SIGNATURE) <= len(data):
+        if data[offset : offset + len(HDF5_SIGNATURE)] == HDF5_SIGNATURE:
+            return True
+        offset = 512 if offset == 0 else offset * 2
+    return False
+
+
+class HDF5File(FileType):
+    """An HDF5 file's bytes: LUME-services' `HDF5File`, handed on without interpreting it."""
+
+    name = "hdf5"
+    type_string = f"{LUME_FILE_MODULE}:File[HDF5Serializer]"
+
+    @classmethod
+    def serialize(cls, obj: object, filename: str = "") -> bytes:
+        if not isinstance(obj, (bytes, bytearray, memoryview)):
+            raise TypeError(f"an hdf5 file holds bytes, not {type(obj).__name__}")
+        if not _is_hdf5(bytes(obj)):
+            raise ValueError("the bytes given for an hdf5 file have no HDF5 signature")
+        return bytes(obj)
+
+    @classmethod
+    def deserialize(cls, data: bytes) -> object:
+        if not _is_hdf5(data):
+            raise ValueError("no HDF5 signature")
+        return data
+
+
 class JSONFile(FileType):
-    """Any JSON value; the format child flows exchange data in by default."""
+    """Any JSON value; the format child flows exchange data in by default (flowc's own)."""
 
     name = "json"
     type_string = "compiler.runtime.files:JSONFile"
 
     @classmethod
-    def serialize(cls, obj: object) -> bytes:
+    def serialize(cls, obj: object, filename: str = "") -> bytes:
         return json.dumps(obj, sort_keys=True).encode("utf-8")
 
     @classmethod
@@ -89,13 +218,13 @@ class JSONFile(FileType):
 
 
 class BytesFile(FileType):
-    """Opaque bytes, for outputs that have their own format (images, HDF5, archives)."""
+    """Opaque bytes, for outputs that have their own format (flowc's own)."""
 
     name = "bytes"
     type_string = "compiler.runtime.files:BytesFile"
 
     @classmethod
-    def serialize(cls, obj: object) -> bytes:
+    def serialize(cls, obj: object, filename: str = "") -> bytes:
         if not isinstance(obj, (bytes, bytearray, memoryview)):
             raise TypeError(f"a bytes file holds bytes, not {type(obj).__name__}")
         return bytes(obj)
@@ -106,10 +235,17 @@ class BytesFile(FileType):
 
 
 FILE_TYPES: dict[str, type[FileType]] = {
-    file_type.name: file_type for file_type in (TextFile, JSONFile, BytesFile)
+    file_type.name: file_type
+    for file_type in (TextFile, YAMLFile, ImageFile, HDF5File, JSONFile, BytesFile)
 }
+# The type strings LUME-services' LoadFile accepts: exactly those of its four File types.
+LUME_FILE_TYPE_STRINGS = tuple(
+    file_type.type_string for file_type in (TextFile, YAMLFile, ImageFile, HDF5File)
+)
 _FILE_TYPES_BY_STRING: dict[str, type[FileType]] = {
     **{file_type.type_string: file_type for file_type in FILE_TYPES.values()},
+    # What earlier flowc releases wrote for text.
+    f"{LUME_FILE_MODULE}:TextFile": TextFile,
     "compiler.runtime.files:TextFile": TextFile,
 }
 
@@ -225,7 +361,7 @@ def write_file(
         raise ValueError(
             f"unknown filesystem {filesystem!r}; known: {', '.join(FILESYSTEMS)}"
         )
-    data = kind.serialize(obj)
+    data = kind.serialize(obj, reference_name)
     reference = {
         "filename": reference_name,
         "file_type_string": kind.type_string,

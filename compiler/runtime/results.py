@@ -22,8 +22,13 @@ RESULTS_DB_ENV = "FLOWC_RESULTS_DB"
 DEFAULT_RESULTS_DB = "sqlite:///.flowc/results.db"
 DEFAULT_MONGODB_DATABASE = "results"
 DEFAULT_PROJECT_NAME = "default"
-# What LUME-services writes for its generic result; LUME loads the class named here.
-GENERIC_RESULT_TYPE = "lume_services.results.generic:Result"
+# What LUME-services writes for its generic result (`f"{module}.{class}"`, with a dot): LUME's
+# LoadDBResult imports the class named here. Earlier flowc releases wrote the colon form; flowc
+# loads a result by its query alone, so references of either form load.
+GENERIC_RESULT_TYPE = "lume_services.results.generic.Result"
+LEGACY_GENERIC_RESULT_TYPE = "lume_services.results.generic:Result"
+# The fields LUME's Result hashes into unique_hash, in its order (`Result.unique_on`).
+UNIQUE_ON = ("inputs", "outputs", "flow_id")
 RESULT_FIELDS = (
     "flow_id",
     "inputs",
@@ -249,12 +254,15 @@ class MongoResultsStore:
         """Insert, replacing a document with the same unique_hash (reruns are idempotent)."""
         document = dict(document)  # pymongo adds `_id` to what it is given
         with self._unavailable_as_retryable():
+            table = self._database[collection]
+            existing = None
             if "unique_hash" in document:
-                self._database[collection].replace_one(
-                    {"unique_hash": document["unique_hash"]}, document, upsert=True
-                )
+                existing = table.find_one({"unique_hash": document["unique_hash"]}, {"_id": 1})
+            if existing is None:
+                # insert_one, as LUME does: `_id` leads the document, on any server.
+                table.insert_one(document)
             else:
-                self._database[collection].insert_one(document)
+                table.replace_one({"_id": existing["_id"]}, document)
 
     def find_one(
         self, collection: str, query: Mapping[str, Any]
@@ -271,15 +279,34 @@ class MongoResultsStore:
         self._client.close()
 
 
-def unique_result_hash(inputs: Mapping[str, Any], outputs: Mapping[str, Any]) -> str:
-    """A hash of inputs and outputs alone, so the same computation always gets the same key."""
-    canonical = json.dumps(
-        {"inputs": inputs, "outputs": outputs},
-        sort_keys=True,
-        separators=(",", ":"),
-        default=_encode_extended,
-    )
-    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+def _lume_jsonable(value: object) -> object:
+    """LUME's `get_jsonable_dict`: arrays become lists and data frames their JSON, in dicts.
+
+    Recognised by type name, so neither NumPy nor pandas is imported for it.
+    """
+    kind = type(value)
+    if kind.__name__ == "ndarray" and kind.__module__ == "numpy":
+        return value.tolist()  # type: ignore[attr-defined]
+    if kind.__name__ == "DataFrame" and kind.__module__.startswith("pandas"):
+        return value.to_json()  # type: ignore[attr-defined]
+    if isinstance(value, dict):
+        return {key: _lume_jsonable(item) for key, item in value.items()}
+    return value
+
+
+def unique_result_hash(
+    inputs: Mapping[str, Any], outputs: Mapping[str, Any], flow_id: str
+) -> str:
+    """The `unique_hash` LUME-services gives a result, computed the way it computes it.
+
+    LUME's `fingerprint_dict` of `{inputs, outputs, flow_id}` (`Result.unique_on`, in that
+    order): the md5 of `json.dumps` with its default separators, keys in the order given.
+    So the same values saved by LUME and by flowc under the same flow_id get the same hash.
+    Values JSON cannot hold fail as they do in LUME, but for datetimes (MongoDB's `$date`).
+    """
+    fields = {"inputs": dict(inputs), "outputs": dict(outputs), "flow_id": flow_id}
+    text = json.dumps(_lume_jsonable(fields), default=_encode_extended)
+    return hashlib.md5(text.encode("utf-8")).hexdigest()
 
 
 def result_document(
@@ -299,7 +326,7 @@ def result_document(
         "inputs": dict(inputs),
         "outputs": dict(outputs),
         "date_modified": date_modified,
-        "unique_hash": unique_result_hash(inputs, outputs),
+        "unique_hash": unique_result_hash(inputs, outputs, flow_id),
         "result_type_string": result_type_string,
     }
 

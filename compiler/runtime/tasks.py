@@ -88,10 +88,9 @@ def load_db_result(result_rep: dict, attribute_index: list) -> Any:
 def save_file(obj: Any, filename: str, file_type: str = "json") -> dict:
     """Write `obj` to `filename` and return the file reference another flow loads it with.
 
-    `file_type`: `text` (a str; LUME's `lume_services.files.file:TextFile`), `json` (any JSON
-    value; `compiler.runtime.files:JSONFile`) or `bytes` (`compiler.runtime.files:BytesFile`).
-    The filesystem is `mounted` when `FLOWC_MOUNT` is set, else `local`; see
-    `compiler.runtime.files`.
+    `file_type`: LUME-services' own `text` (a str), `yaml`, `image` and `hdf5`, whose references
+    LUME's LoadFile reads, or flowc's `json` (any JSON value) and `bytes`. The filesystem is
+    `mounted` when `FLOWC_MOUNT` is set, else `local`; see `compiler.runtime.files`.
     """
     return write_file(obj, filename, file_type)
 
