@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from compiler import console
 from compiler.config import Project
 
 if TYPE_CHECKING:
@@ -116,7 +117,7 @@ def build_command(
     except BuildFailure as failure:
         _error(str(failure))
         return 1
-    click.echo(summary(tally, no_image=no_image, json_path=json_path, no_register=no_register))
+    console.info(summary(tally, no_image=no_image, json_path=json_path, no_register=no_register))
     return 1 if tally.failed or tally.errored else 0
 
 
@@ -172,25 +173,25 @@ def load_targets(project: Project, spec_paths: list[Path] | None) -> list[Target
 
 
 class Progress:
-    """Per-image lines a person can follow; on a terminal the current build step spins in place."""
+    """Per-image lines a person can follow (stderr); on a terminal the current build step spins in place."""
 
     def __init__(self) -> None:
-        self.interactive = sys.stdout.isatty()
+        self.interactive = console.interactive()
 
     def say(self, text: str) -> None:
-        click.echo(text)
+        console.info(text)
 
     @contextmanager
     def working(self, text: str) -> Iterator[Callable[[str], None]]:
         """Yields a function that reports the current step of a long operation."""
         if not self.interactive:
-            yield lambda step: click.echo(f"    {step}")
+            yield lambda step: console.detail(f"    {step}")
             return
         from rich.console import Console
         from rich.markup import escape
 
-        console = Console()
-        with console.status(escape(text)) as status:
+        status_console = Console(stderr=True)
+        with status_console.status(escape(text)) as status:
             yield lambda step: status.update(escape(f"{text}: {step}"))
 
 

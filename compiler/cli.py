@@ -3,22 +3,62 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
-from compiler import __version__
+from compiler import __version__, console
 from compiler.config import Project, find_project
 from compiler.diagnostics import CompileError, Diagnostic, format_diagnostics
 
 FORMATS = click.Choice(["text", "json", "github"])
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def _common_options() -> list[click.Option]:
+    """-q, -v and --color, which every command takes (added by FlowcGroup, so new ones get them)."""
+
+    def setter(name: str):  # noqa: ANN202 - a click callback
+        return lambda ctx, param, value: console.configure(**{name: value})
+
+    return [
+        click.Option(
+            ["-q", "--quiet"], is_flag=True, expose_value=False, is_eager=True, callback=setter("quiet"),
+            help="Print nothing on success (errors still print).",
+        ),
+        click.Option(
+            ["-v", "--verbose"], count=True, expose_value=False, is_eager=True, callback=setter("verbose"),
+            help="Say more: what was unchanged or skipped, and why.",
+        ),
+        click.Option(
+            ["--color"], type=click.Choice(console.COLOR_CHOICES), default="auto", show_default=True,
+            expose_value=False, is_eager=True, callback=setter("color"),
+            help="Colour output; auto: on a terminal, unless NO_COLOR is set (FORCE_COLOR forces it).",
+        ),
+    ]
+
+
+class FlowcGroup(click.Group):
+    """A click group that gives every command flowc's common options."""
+
+    def add_command(self, cmd: click.Command, name: str | None = None) -> None:
+        taken = {opt for param in cmd.params for opt in getattr(param, "opts", ())}
+        cmd.params.extend(option for option in _common_options() if not taken & set(option.opts))
+        super().add_command(cmd, name)
+
+
+@click.group(cls=FlowcGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="flowc")
 def main() -> None:
-    """Compile LUME flow-of-flows specs into ordinary Prefect 1 projects."""
+    """Compile LUME flow-of-flows specs into ordinary Prefect 1 projects.
+
+    \b
+    Start:   flowc init my_project && cd my_project && flowc generate && flowc run specs/pipeline.yaml
+    Docs:    docs/README.md in flowc's repository (spec format, lock, commands, configuration)
+    Exit codes: 0 success, 1 problems found or a run failed, 2 usage errors.
+    """
 
 
 def _project() -> Project:
@@ -37,17 +77,63 @@ def _spec_paths(project: Project, specs: tuple[str, ...]) -> list[Path] | None:
     return paths
 
 
+def _complete_specs(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[Any]:
+    """Shell completion of SPEC arguments: the project's spec files, then any YAML path."""
+    from click.shell_completion import CompletionItem
+
+    try:
+        project = _project()
+        names = [os.path.relpath(p) for p in project.spec_files()]
+    except Exception:  # noqa: BLE001 - completion must never fail the shell
+        names = []
+    matches = [name for name in names if name.startswith(incomplete)]
+    if matches:
+        return [CompletionItem(name) for name in matches]
+    return [CompletionItem(incomplete, type="file")]
+
+
+def _complete_params(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[Any]:
+    """Shell completion of `-p`: the composite parameters of the SPEC given before it."""
+    from click.shell_completion import CompletionItem
+
+    spec = ctx.params.get("spec")
+    if not spec:
+        # A dangling `-p` stops click's parser before SPEC is stored; every click completion script
+        # passes the whole line in COMP_WORDS.
+        import shlex
+
+        try:
+            words = shlex.split(os.environ.get("COMP_WORDS", ""))
+        except ValueError:
+            words = []
+        spec = next((w for w in words if w.endswith((".yaml", ".yml")) and Path(w).is_file()), None)
+    if not spec:
+        return []
+    try:
+        from compiler.compile import compile_plan
+        from compiler.output import load_lock
+
+        project = _project()
+        plan = compile_plan(Path(spec).read_text(encoding="utf-8"), project.relative(Path(spec)), load_lock(project))
+    except Exception:  # noqa: BLE001 - completion must never fail the shell
+        return []
+    names = [parameter.name for step in plan.steps for parameter in step.parameters]
+    return [CompletionItem(f"{name}=") for name in names if name.startswith(incomplete)]
+
+
 def _fail(diagnostics: list[Diagnostic], style: str) -> None:
     # json and github output are for machines and go to stdout; text is for people, on stderr.
-    click.echo(format_diagnostics(diagnostics, style), err=style == "text")
-    count = len(set(diagnostics))
     if style == "text":
-        click.echo(f"{count} error{'s' if count != 1 else ''}; nothing was written", err=True)
+        console.error(format_diagnostics(diagnostics, style))
+        count = len(set(diagnostics))
+        console.error(f"{count} error{'s' if count != 1 else ''}; nothing was written")
+    else:
+        console.out(format_diagnostics(diagnostics, style))
     sys.exit(1)
 
 
 @main.command()
-@click.argument("specs", nargs=-1, type=click.Path(dir_okay=False))
+@click.argument("specs", nargs=-1, type=click.Path(dir_okay=False), shell_complete=_complete_specs)
 @click.option("--format", "style", type=FORMATS, default="text", help="How to print diagnostics.")
 @click.option("--watch", is_flag=True, help="Regenerate whenever specs, the lock or templates change.")
 @click.option(
@@ -56,7 +142,16 @@ def _fail(diagnostics: list[Diagnostic], style: str) -> None:
     help="Exit 1 when a file was written or removed (for pre-commit: new files count too).",
 )
 def generate(specs: tuple[str, ...], style: str, watch: bool, fail_on_change: bool) -> None:
-    """Compile specs (default: every specs/*.yaml) into generated/; writes only what changed."""
+    """Compile specs (default: every specs/*.yaml) into generated/; writes only what changed.
+
+    \b
+    Examples:
+      flowc generate                          # every spec under [tool.flowc] specs
+      flowc generate specs/pipeline.yaml -q   # one spec, silent on success
+      flowc generate --format json | jq .     # diagnostics as JSON on stdout ([] when none)
+    Exit codes: 0 written (or nothing to do); 1 spec errors (nothing written), or with
+    --fail-on-change a file was written or removed; 2 usage errors.
+    """
     project = _project()
     if watch:
         from compiler.watch import watch_and_generate
@@ -91,13 +186,17 @@ def run_generate(
             unchanged = project.relative(project.generated_dir)
             click.echo(f"error: cannot write generated files: {error}; {unchanged}/ is unchanged", err=True)
             sys.exit(1)
+    # People read these on stderr; with --format json, stdout holds the (empty) diagnostics only.
+    if style == "json":
+        console.out("[]")
     if not quiet:
         for path in report.written:
             edited = " (overwrote a hand edit: change the spec instead)" if path in report.hand_edited else ""
-            click.echo(f"wrote {path}{edited}")
+            console.info(f"wrote {path}{edited}")
         for path in report.removed:
-            click.echo(f"removed {path}")
-        click.echo(
+            console.info(f"removed {path}")
+        console.detail(f"{tree.skipped} spec(s) up to date by their headers, not rendered")
+        console.info(
             f"{tree.specs} spec{'s' if tree.specs != 1 else ''}: {len(report.written)} file(s) written, "
             f"{report.unchanged} unchanged, {len(report.removed)} removed"
         )
@@ -105,12 +204,24 @@ def run_generate(
 
 
 @main.command()
-@click.argument("specs", nargs=-1, type=click.Path(dir_okay=False))
+@click.argument("specs", nargs=-1, type=click.Path(dir_okay=False), shell_complete=_complete_specs)
 @click.option("--format", "style", type=FORMATS, default="text", help="How to print diagnostics.")
-def check(specs: tuple[str, ...], style: str) -> None:
-    """Write nothing; print a diff for every stale, missing or orphaned file and a drifted lock."""
+@click.option("--stat", is_flag=True, help="List the files that differ (and how), without their diffs.")
+def check(specs: tuple[str, ...], style: str, stat: bool) -> None:
+    """Write nothing; print a diff for every stale, missing or orphaned file and a drifted lock.
+
+    Lines that differ only in digests or image tags are folded into one line per file.
+
+    \b
+    Examples:
+      flowc check                       # diffs on stdout, problems and the summary on stderr
+      flowc check --stat                # which files differ, not how
+      flowc check --format github       # CI annotations on stdout, diffs on stderr
+    Exit codes: 0 up to date; 1 stale, missing or orphaned files, lock drift, or spec errors;
+    2 usage errors.
+    """
     from compiler.lock import drifted, ensure_importable, render_lock
-    from compiler.output import build_tree, load_lock, stale_files, unified_diff
+    from compiler.output import build_tree, load_lock, stale_files
 
     project = _project()
     try:
@@ -121,37 +232,67 @@ def check(specs: tuple[str, ...], style: str) -> None:
     if tree.diagnostics:
         _fail(tree.diagnostics, style)
     stale = stale_files(project, tree)
-    diffs = [item.diff() for item in stale]
+    changes = [(item.path, item.current, item.expected) for item in stale]
     problems = [item.diagnostic() for item in stale]
     ensure_importable(project.root)
     drift = drifted(lock)
     lock_display = project.relative(project.lock_path)
     lock_text = project.lock_path.read_text(encoding="utf-8") if project.lock_path.exists() else ""
-    for key, changes in sorted(drift.changes.items()):
-        message = f"{key} no longer matches its source {lock.flows[key].source}: {'; '.join(changes)}; run `flowc lock`"
+    for key, changes_of_flow in sorted(drift.changes.items()):
+        message = f"{key} no longer matches its source {lock.flows[key].source}: {'; '.join(changes_of_flow)}; run `flowc lock`"
         problems.append(Diagnostic(lock_display, _lock_line(lock_text, key), 1, message))
     for key, error in sorted(drift.failed.items()):
         problems.append(Diagnostic(lock_display, _lock_line(lock_text, key), 1, error))
     if drift.lock is not None:
-        diffs.append(unified_diff(lock_display, lock_text, render_lock(drift.lock.flows.values())))
+        changes.append((lock_display, lock_text, render_lock(drift.lock.flows.values())))
     if style == "json":
-        click.echo(format_diagnostics(problems, "json"))
+        console.out(format_diagnostics(problems, "json"))
     else:
         for note in drift.notes:
-            click.echo(f"note: {note}", err=True)
-        if diffs:
-            click.echo("".join(diffs), nl=False)
+            console.note(note)
+        _show_changes(changes, stat, to_stderr=style == "github")
         if problems:
-            click.echo(format_diagnostics(problems, style), err=style == "text")
+            if style == "text":
+                console.error(format_diagnostics(problems, style))
+            else:
+                console.out(format_diagnostics(problems, style))
     if problems:
         if style == "text":
-            click.echo(
-                f"{len(problems)} problem(s): run `flowc generate` for generated files, `flowc lock` for the lock",
-                err=True,
+            console.error(
+                f"{len(problems)} problem(s): run `flowc generate` for generated files, `flowc lock` for the lock"
             )
         sys.exit(1)
     if style == "text":
-        click.echo(f"{tree.specs} spec(s) up to date", err=True)
+        console.info(f"{tree.specs} spec(s) up to date")
+
+
+def _show_changes(changes: list[tuple[str, str | None, str | None]], stat: bool, *, to_stderr: bool) -> None:
+    """Each differing file's diff (digest-only lines folded), or with --stat one line per file."""
+    from compiler.diffview import colour_diff, file_diff, folded_line, stat_line
+    from compiler.fingerprint import edited_by_hand
+
+    stream = sys.stderr if to_stderr else sys.stdout
+    coloured = console.use_color(stream)
+    diffs = [file_diff(path, current, expected) for path, current, expected in changes]
+    width = max((len(d.path) for d in diffs), default=0)
+    chunks = []
+    for diff, (_, current, expected) in zip(diffs, changes):
+        if stat:
+            kind = (
+                "missing" if current is None
+                else "orphaned" if expected is None
+                else "hand-edited" if edited_by_hand(current)
+                else "stale"
+            )
+            chunks.append(stat_line(diff, kind, width))
+            continue
+        if diff.text:
+            chunks.append(colour_diff(diff.text) if coloured else diff.text)
+        if diff.folded:
+            line = folded_line(diff)
+            chunks.append(click.style(line, dim=True) if coloured else line)
+    if chunks:
+        click.echo("".join(chunks), nl=False, err=to_stderr, color=coloured)
 
 
 def _lock_line(lock_text: str, key: str) -> int:
@@ -164,7 +305,17 @@ def _lock_line(lock_text: str, key: str) -> int:
 
 @main.command()
 def lock() -> None:
-    """(Re)write the lock from each composing flow's source (or the Prefect backend)."""
+    """(Re)write the lock from each composing flow's source (or the Prefect backend).
+
+    Run it before `flowc generate` whenever a spec names a new child flow or a child's
+    parameters or tasks changed.
+
+    \b
+    Examples:
+      flowc lock            # writes specs/flows.lock.yaml (or says it is up to date)
+      flowc lock -q && flowc generate
+    Exit codes: 0 written or up to date; 1 spec errors or a source that cannot be captured.
+    """
     from compiler.lock import Wanted, ensure_importable, relock, render_lock
     from compiler.output import load_lock
     from compiler.spec import parse_spec
@@ -196,23 +347,30 @@ def lock() -> None:
     text = render_lock(flows)
     display = project.relative(project.lock_path)
     if project.lock_path.exists() and project.lock_path.read_text(encoding="utf-8") == text:
-        click.echo(f"{display} is up to date ({len(flows)} flows)")
+        console.info(f"{display} is up to date ({len(flows)} flows)")
         return
     from compiler.output import atomic_write
 
     atomic_write(project.lock_path, text)
-    click.echo(f"wrote {display} ({len(flows)} flows)")
+    console.info(f"wrote {display} ({len(flows)} flows)")
 
 
 @main.command()
-@click.argument("spec", type=click.Path(exists=True, dir_okay=False))
-@click.option("--format", "fmt", type=click.Choice(["mermaid", "dot"]), default="mermaid")
+@click.argument("spec", type=click.Path(exists=True, dir_okay=False), shell_complete=_complete_specs)
+@click.option("--format", "fmt", type=click.Choice(["mermaid", "dot"]), default="mermaid", help="Graph language.")
 def graph(spec: str, fmt: str) -> None:
-    """Print the composition graph of SPEC."""
+    """Print the composition graph of SPEC (Mermaid, or Graphviz dot).
+
+    \b
+    Examples:
+      flowc graph specs/pipeline.yaml
+      flowc graph specs/pipeline.yaml --format dot | dot -Tsvg > graph.svg
+    Exit codes: 0 printed; 1 spec errors; 2 usage errors.
+    """
     from compiler.render import dot, mermaid
 
     plan = _plan_or_fail(spec)
-    click.echo(mermaid(plan) if fmt == "mermaid" else dot(plan))
+    console.out(mermaid(plan) if fmt == "mermaid" else dot(plan))
 
 
 def _plan_or_fail(spec: str):  # noqa: ANN202 - returns compiler.plan.Plan
@@ -229,30 +387,57 @@ def _plan_or_fail(spec: str):  # noqa: ANN202 - returns compiler.plan.Plan
 
 @main.command()
 def schema() -> None:
-    """Print the JSON Schema of the spec format (for editors)."""
+    """Print the JSON Schema of the spec format (for editors).
+
+    \b
+    Example:
+      flowc schema > specs/flowc.schema.json
+    Exit codes: 0.
+    """
     from compiler.spec import spec_json_schema
 
-    click.echo(json.dumps(spec_json_schema(), indent=2, sort_keys=True))
+    console.out(json.dumps(spec_json_schema(), indent=2, sort_keys=True))
 
 
 @main.command(context_settings={"ignore_unknown_options": False})
-@click.argument("spec", type=click.Path(exists=True, dir_okay=False))
-@click.option("-p", "--param", "params", multiple=True, metavar="ALIAS-PARAM=VALUE", help="A composite parameter.")
+@click.argument("spec", type=click.Path(exists=True, dir_okay=False), shell_complete=_complete_specs)
+@click.option(
+    "-p", "--param", "params", multiple=True, metavar="ALIAS-PARAM=VALUE",
+    shell_complete=_complete_params, help="A composite parameter; the value is YAML (1000 is an int).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the run summary as one JSON object.")
 def run(spec: str, params: tuple[str, ...], as_json: bool) -> None:
-    """Run SPEC's generated flow on this machine, each child in-process from its source."""
+    """Run SPEC's generated flow on this machine, each child from its source; no Prefect server.
+
+    \b
+    Examples:
+      flowc run specs/pipeline.yaml
+      flowc run specs/pipeline.yaml -p produce-n=5
+      flowc run specs/pipeline.yaml --json | jq .state
+    Exit codes: 0 every child succeeded; 1 a child failed, or the spec or generated flow is
+    stale or wrong; 2 usage errors; 130/143 interrupted.
+    """
     from compiler.runner import run_command
 
     sys.exit(run_command(_project(), Path(spec), params, as_json))
 
 
 @main.command()
-@click.argument("specs", nargs=-1, type=click.Path(dir_okay=False))
+@click.argument("specs", nargs=-1, type=click.Path(dir_okay=False), shell_complete=_complete_specs)
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Write what would be registered.")
 @click.option("--no-image", is_flag=True, help="Skip building and pushing images.")
 @click.option("--no-register", is_flag=True, help="Skip registering with Prefect.")
 def build(specs: tuple[str, ...], json_path: str | None, no_image: bool, no_register: bool) -> None:
-    """Generate, build each image, push it, and register each flow with Prefect."""
+    """Generate, build each image, push it, and register each flow with Prefect.
+
+    \b
+    Examples:
+      flowc build                                 # every spec: images, push, register
+      flowc build specs/pipeline.yaml --no-register
+      flowc build --no-image --json flows.json    # what would be registered, no server
+    Exit codes: 0 done; 1 an image, a registration or the setup failed (no engine,
+    registry or backend); 2 usage errors.
+    """
     from compiler.build import build_command
 
     project = _project()

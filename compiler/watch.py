@@ -13,6 +13,7 @@ from typing import Iterable
 
 import click
 
+from compiler import console
 from compiler.config import Project
 from compiler.diagnostics import CompileError, Diagnostic, format_diagnostics
 from compiler.fingerprint import TEMPLATES_DIR, toolchain_digest
@@ -153,4 +154,4 @@ def _report(project: Project, trigger: str, result: Pass, style: str) -> None:
     if result.diagnostics:
         click.echo(format_diagnostics(result.diagnostics, style), err=style == "text")
     stamp = time.strftime("%H:%M:%S")
-    click.echo(f"[{stamp}] {trigger}: {result.summary()}", err=style == "json")
+    console.info(f"[{stamp}] {trigger}: {result.summary()}")  # for people: stderr, like generate's summary

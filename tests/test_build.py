@@ -224,7 +224,7 @@ def built_json(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
     project = copy_project(tmp_path / "p")
     result = flowc("build", "--no-image", "--json", "out/flows.json", cwd=project, env=_no_docker_env(tmp_path))
     assert result.returncode == 0, result.stdout + result.stderr
-    assert result.stdout.splitlines()[-1] == f"images skipped; {len(SPECS)} written to out/flows.json, 0 errored"
+    assert result.stderr.splitlines()[-1] == f"images skipped; {len(SPECS)} written to out/flows.json, 0 errored"
     return project, json.loads((project / "out" / "flows.json").read_text())
 
 

@@ -164,23 +164,23 @@ def test_push_to_the_local_registry_and_pull_back(tmp_path: Path, engine: Any, r
     assert first.returncode == 0, first.stdout + first.stderr
     [target] = load_targets(find_project(project_root), [project_root / spec])
     try:
-        assert f"{name}: building {target.image}" in first.stdout
-        assert f"{name}: pushed {target.image}" in first.stdout
-        assert first.stdout.splitlines()[-1] == "1 built, 0 up to date, 1 pushed; registration skipped"
+        assert f"{name}: building {target.image}" in first.stderr
+        assert f"{name}: pushed {target.image}" in first.stderr
+        assert first.stderr.splitlines()[-1] == "1 built, 0 up to date, 1 pushed; registration skipped"
         with urllib.request.urlopen(f"http://{registry}/v2/flowc-test/{name}/tags/list", timeout=5) as response:
             assert json.load(response)["tags"] == [target.tag]
 
         second = flowc("build", "--no-register", spec, cwd=project_root)
         assert second.returncode == 0, second.stderr
-        assert f"{name}: up to date ({target.image})" in second.stdout
-        assert "building" not in second.stdout and "pushed" not in second.stdout
-        assert second.stdout.splitlines()[-1] == "0 built, 1 up to date; registration skipped"
+        assert f"{name}: up to date ({target.image})" in second.stderr
+        assert "building" not in second.stderr and "pushed" not in second.stderr
+        assert second.stderr.splitlines()[-1] == "0 built, 1 up to date; registration skipped"
 
         built_id = engine.images.get(target.image).id
         engine.images.remove(target.image, force=True)
         third = flowc("build", "--no-register", spec, cwd=project_root)
         assert third.returncode == 0, third.stderr
-        assert f"{name}: up to date in {registry}" in third.stdout  # the registry has it: no rebuild
+        assert f"{name}: up to date in {registry}" in third.stderr  # the registry has it: no rebuild
 
         pulled = engine.images.pull(repository, tag=target.tag)
         assert pulled.id == built_id
@@ -222,7 +222,7 @@ def test_a_failed_build_shows_the_tail_of_its_log_and_exits_1(tmp_path: Path, en
         assert f"failed ({name}/Dockerfile): " in lines[-1]
         assert "    ... last lines of the log:" in lines
         assert any(re.match(r"    \| Step 3/6 : RUN python -m pip install", line) for line in lines)
-        assert result.stdout.splitlines()[-1] == "0 built, 0 up to date, 1 failed; registration skipped"
+        assert result.stderr.splitlines()[-1] == "0 built, 0 up to date, 1 failed; registration skipped"
     finally:
         _remove(engine, base)
 
@@ -241,4 +241,4 @@ def test_an_unreachable_registry_is_a_one_line_error_before_building(tmp_path: P
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith(f"error: {name}: registry 127.0.0.1:{port} is unreachable: ")
     assert "connection refused" in lines[0]
-    assert "building" not in result.stdout
+    assert "building" not in result.stderr

@@ -118,7 +118,7 @@ def test_generate_restores_a_hand_edited_file_and_says_so(project: Path) -> None
     target, _ = _hand_edit(project)
     result = flowc("generate", cwd=project)
     assert result.returncode == 0, result.stderr
-    assert "wrote generated/fan_in/flow.py (overwrote a hand edit" in result.stdout
+    assert "wrote generated/fan_in/flow.py (overwrote a hand edit" in result.stderr
     assert "hand-edited" not in target.read_text()
     assert flowc("check", cwd=project).returncode == 0
 

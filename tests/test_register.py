@@ -172,8 +172,8 @@ def test_build_creates_the_project_and_registers_the_flow_as_prefect_would(
     project = copy_project(tmp_path / "p")
     result = flowc("build", "--no-image", "specs/fan_in.yaml", cwd=project, env=_env(api, tmp_path / "home"))
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "created project 'lume'" in result.stdout
-    assert _summary(result.stdout) == (1, 0, 0)
+    assert "created project 'lume'" in result.stderr
+    assert _summary(result.stderr) == (1, 0, 0)
     assert list(state.projects) == ["lume"]
     [call] = state.calls("create_flow_from_compressed_string")
     sent = call["variables"]["input"]
@@ -206,9 +206,9 @@ def test_unchanged_flow_is_skipped_and_an_edited_spec_registers_a_new_version(
     first = flowc("build", "--no-image", "specs/fan_in.yaml", cwd=project, env=env)
     second = flowc("build", "--no-image", "specs/fan_in.yaml", cwd=project, env=env)
     assert first.returncode == second.returncode == 0, second.stdout + second.stderr
-    assert _summary(second.stdout) == (0, 1, 0)
-    assert "fan_in: skipped (metadata unchanged) in 'lume'" in second.stdout
-    assert "created project" not in second.stdout
+    assert _summary(second.stderr) == (0, 1, 0)
+    assert "fan_in: skipped (metadata unchanged) in 'lume'" in second.stderr
+    assert "created project" not in second.stderr
     assert len(state.calls("create_project")) == 1
     assert [f.version for f in state.flows] == [1]
 
@@ -216,8 +216,8 @@ def test_unchanged_flow_is_skipped_and_an_edited_spec_registers_a_new_version(
     spec.write_text(spec.read_text().replace("parameters: {factor: 3.0}", "parameters: {factor: 4.0}"))
     third = flowc("build", "--no-image", "specs/fan_in.yaml", cwd=project, env=env)
     assert third.returncode == 0, third.stdout + third.stderr
-    assert _summary(third.stdout) == (1, 0, 0)
-    assert "(version 2," in third.stdout
+    assert _summary(third.stderr) == (1, 0, 0)
+    assert "(version 2," in third.stderr
     assert [f.version for f in state.flows] == [1, 2]
     defaults = {p["name"]: p["default"] for p in state.flows[1].serialized["parameters"]}
     assert defaults["left-factor"] == 4.0
@@ -254,7 +254,7 @@ def test_every_spec_registers_into_its_own_project(tmp_path: Path, standin: tupl
     result = flowc("build", "--no-image", cwd=project, env=_env(api, tmp_path / "home"))
     assert result.returncode == 0, result.stdout + result.stderr
     specs = sorted(p.stem for p in (project / "specs").glob("*.yaml") if p.name != "flows.lock.yaml")
-    assert _summary(result.stdout) == (len(specs), 0, 0)
+    assert _summary(result.stderr) == (len(specs), 0, 0)
     assert sorted(state.projects) == ["lume", "test"]
     by_project = {
         name: sorted(f.name for f in state.flows if f.project_id == pid) for name, pid in state.projects.items()
@@ -271,7 +271,7 @@ def test_a_refused_registration_counts_as_errored_and_exits_1(
     project = copy_project(tmp_path / "p")
     result = flowc("build", "--no-image", "specs/fan_in.yaml", cwd=project, env=_env(api, tmp_path / "home"))
     assert result.returncode == 1
-    assert _summary(result.stdout) == (0, 0, 1)
+    assert _summary(result.stderr) == (0, 0, 1)
     assert "error: fan_in: registration in 'lume' failed: " in result.stderr
     assert "stand-in: registration refused" in result.stderr
     assert "Traceback" not in result.stderr
@@ -307,8 +307,8 @@ def test_registers_with_a_real_prefect_server(tmp_path: Path) -> None:
     env = _env(str(REAL_SERVER), tmp_path / "home")
     first = flowc("build", "--no-image", "specs/fan_in.yaml", cwd=project, env=env)
     assert first.returncode == 0, first.stdout + first.stderr
-    assert f"created project {project_name!r}" in first.stdout
-    assert _summary(first.stdout) == (1, 0, 0)
+    assert f"created project {project_name!r}" in first.stderr
+    assert _summary(first.stderr) == (1, 0, 0)
     second = flowc("build", "--no-image", "specs/fan_in.yaml", cwd=project, env=env)
     assert second.returncode == 0, second.stdout + second.stderr
-    assert _summary(second.stdout) == (0, 1, 0)
+    assert _summary(second.stderr) == (0, 1, 0)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import jsonschema
@@ -12,7 +13,7 @@ from click.testing import CliRunner
 
 from compiler.cli import main
 from compiler.diagnostics import CompileError
-from compiler.spec import parse_spec
+from compiler.spec import parse_spec, spec_json_schema
 from tests.helpers import REPO, SPECS
 
 SCHEMA_PATH = REPO / "specs" / "flowc.schema.json"
@@ -126,3 +127,76 @@ def test_schema_carries_the_name_rules_so_editors_flag_unsafe_names(
     # Optional fields fail as anyOf [pattern, null]: the pattern is among the reasons.
     reasons = [reason for error in errors for reason in (error, *error.context)]
     assert errors and any(reason.validator == "pattern" for reason in reasons), bad_name
+
+
+# Every key of the schema is documented in docs/spec.md -------------------------------------------
+
+SPEC_DOCS = REPO / "docs" / "spec.md"
+
+
+def schema_key_paths(schema: dict | None = None) -> dict[str, str]:
+    """Every key path of the spec's JSON Schema -> the model that defines it.
+
+    `composing_flows[].alias` is a key of each item of a list, `mapped_parameters.*.map_type` a key
+    of each value of a mapping; union members and $refs are followed.
+    """
+    schema = schema if schema is not None else spec_json_schema()
+    definitions = schema.get("$defs", {})
+    keys: dict[str, str] = {}
+
+    def alternatives(node: dict, owner: str) -> list[tuple[dict, str]]:
+        found, stack = [], [(node, owner)]
+        while stack:
+            current, owner = stack.pop()
+            if "$ref" in current:
+                name = current["$ref"].rsplit("/", 1)[-1]
+                stack.append((definitions[name], name))
+                continue
+            for combinator in ("anyOf", "oneOf", "allOf"):
+                stack.extend((option, owner) for option in current.get(combinator, []))
+            found.append((current, owner))
+        return found
+
+    def walk(node: dict, prefix: str, owner: str, depth: int) -> None:
+        if depth > 20:  # a recursive model: its keys are documented once
+            return
+        for current, model in alternatives(node, owner):
+            for key, value in current.get("properties", {}).items():
+                path = f"{prefix}.{key}" if prefix else key
+                keys.setdefault(path, model)
+                walk(value, path, model, depth + 1)
+            if isinstance(current.get("items"), dict) and prefix:
+                walk(current["items"], prefix + "[]", model, depth + 1)
+            values = [v for v in current.get("patternProperties", {}).values() if isinstance(v, dict)]
+            if isinstance(current.get("additionalProperties"), dict):
+                values.append(current["additionalProperties"])
+            for value in values:
+                if prefix:
+                    walk(value, prefix + ".*", model, depth + 1)
+
+    walk(schema, "", "Spec", 0)
+    return keys
+
+
+def test_schema_key_paths_cover_nested_models() -> None:
+    keys = schema_key_paths()
+    assert keys["name"] == "Spec"
+    assert keys["composing_flows[].alias"] == "ComposingFlow"
+    assert keys["composing_flows[].mapped_parameters.*.map_type"] == "MappedParameter"
+
+
+def test_every_schema_key_has_a_section_in_the_spec_docs() -> None:
+    documented = set(re.findall(r"^### `([^`]+)`", SPEC_DOCS.read_text(encoding="utf-8"), re.M))
+    keys = schema_key_paths()
+    missing = [
+        f"### `{path}`   (field {path.rsplit('.', 1)[-1].removesuffix('[]')!r} of {owner} in compiler/spec.py)"
+        for path, owner in keys.items()
+        if path not in documented
+    ]
+    assert not missing, (
+        "spec keys without documentation: add these sections to docs/spec.md (under 'Top-level keys' or "
+        "'Keys of each composing flow'), each saying what the key does, its default and an example:\n  "
+        + "\n  ".join(missing)
+    )
+    stale = sorted(documented - set(keys))
+    assert not stale, f"docs/spec.md has sections for keys the schema no longer has; remove them: {stale}"

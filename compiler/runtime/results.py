@@ -224,7 +224,14 @@ class MongoResultsStore:
     """LUME-services' results database: one collection per project, same documents."""
 
     def __init__(self, url: str) -> None:
-        import pymongo  # lazily: only deployments that use MongoDB need the driver
+        try:
+            import pymongo  # lazily: only deployments that use MongoDB need the driver
+        except ImportError:
+            raise ImportError(
+                f"{RESULTS_DB_ENV}={_redacted(url)} needs the MongoDB driver, which is not installed: "
+                "pip install 'flowc[mongo]' (or pymongo; in an image, use a base image that has it), "
+                "or unset it to use the embedded SQLite store"
+            ) from None
 
         options = {k.lower() for k in parse_qs(urlsplit(url).query)}
         kwargs: dict[str, Any] = {"tz_aware": True}
@@ -427,3 +434,12 @@ def fetch_result_value(
         path.append(index)
         value = _index_into(value, index, reference, path)
     return value
+
+
+def _redacted(url: str) -> str:
+    """A store URL without its password, for messages."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return parts._replace(netloc=netloc).geturl()
