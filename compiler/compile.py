@@ -6,7 +6,7 @@ import gc
 import os
 import re
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Mapping, Sequence, Union
 
@@ -70,29 +70,42 @@ Compiled = Union[dict[str, str], list[Diagnostic]]
 _shared: tuple[Lock, Mapping[str, Any]] | None = None  # what forked workers inherit
 
 
-def compile_specs(specs: Sequence[tuple[str, str]], lock: Lock, entries: Mapping[str, Any]) -> list[Compiled]:
+def compile_specs(
+    specs: Sequence[tuple[str, str]],
+    lock: Lock,
+    entries: Mapping[str, Any],
+    progress: Callable[[], None] | None = None,
+) -> list[Compiled]:
     """compile_spec over many (text, spec_path) pairs: files, or the diagnostics, per spec, in order.
 
     Specs compile independently, so with enough of them they are spread over the machine's
     cores (forked workers; `FLOWC_JOBS=1` turns that off). Each result is the same pure
     function of its spec whichever process computes it, so the output never depends on it.
+    `progress` is called once per compiled spec (a progress bar's tick).
     """
     global _shared
+    tick = progress or (lambda: None)
     workers = _worker_count(len(specs))
     if workers <= 1:
-        return [_compile_one(spec, lock, entries) for spec in specs]
+        return [_ticked(_compile_one(spec, lock, entries), tick) for spec in specs]
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
     # Compile the first spec here: it imports black, jinja2 and pydantic once, before the fork.
-    first = _compile_one(specs[0], lock, entries)
+    first = _ticked(_compile_one(specs[0], lock, entries), tick)
     _shared = (lock, entries)
     try:
         with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
-            rest = list(pool.map(_compile_shared, specs[1:], chunksize=max(1, len(specs) // (workers * 8))))
+            chunks = max(1, len(specs) // (workers * 8))
+            rest = [_ticked(files, tick) for files in pool.map(_compile_shared, specs[1:], chunksize=chunks)]
     finally:
         _shared = None
     return [first, *rest]
+
+
+def _ticked(compiled: Compiled, tick: Callable[[], None]) -> Compiled:
+    tick()
+    return compiled
 
 
 def _worker_count(specs: int) -> int:

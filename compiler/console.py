@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import IO, Any
 
@@ -107,3 +109,42 @@ def out(text: str, nl: bool = True) -> None:
 def _err(text: str, **styles: Any) -> None:
     colored = use_color(sys.stderr)
     click.echo(click.style(text, **styles) if colored and styles else text, err=True, color=colored)
+
+
+PROGRESS_MIN = 10  # fewer items finish before a bar would be worth drawing
+
+
+@contextmanager
+def progress_bar(label: str) -> Iterator[Callable[[int], Callable[[], None]]]:
+    """Yields `start(total) -> tick`: a bar on stderr when a person watches and the work is long.
+
+    The bar refreshes only on ticks (no refresh thread), so `generate` can still fork its
+    workers, which it does only while it is the process's only thread.
+    """
+    bars: list[Any] = []
+
+    def start(total: int) -> Callable[[], None]:
+        if total < PROGRESS_MIN or not interactive():
+            return lambda: None
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        bar = Progress(
+            TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+            console=Console(stderr=True), transient=True, auto_refresh=False,
+        )
+        bar.start()
+        task = bar.add_task(label, total=total)
+        bars.append(bar)
+
+        def tick() -> None:
+            bar.advance(task)
+            bar.refresh()
+
+        return tick
+
+    try:
+        yield start
+    finally:
+        for bar in bars:
+            bar.stop()

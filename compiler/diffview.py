@@ -10,7 +10,13 @@ from __future__ import annotations
 
 import difflib
 import re
+import sys
 from dataclasses import dataclass
+
+import click
+
+from compiler import console
+from compiler.fingerprint import edited_by_hand
 
 DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 INPUTS = re.compile(r"inputs=sha256:([0-9a-f]{64})")
@@ -96,8 +102,6 @@ def _ended(line: str) -> str:
 
 def colour_diff(text: str) -> str:
     """git's colours: file headers bold, hunk headers cyan, removals red, additions green."""
-    import click
-
     lines = []
     for line in text.splitlines(keepends=True):
         body, end = (line[:-1], "\n") if line.endswith("\n") else (line, "")
@@ -127,3 +131,29 @@ def stat_line(diff: FileDiff, kind: str, width: int) -> str:
     if diff.folded:
         counts += f" ({diff.folded} digest/tag line{'s' if diff.folded != 1 else ''})"
     return f"{diff.path.ljust(width)} | {kind.ljust(10)} {counts}\n"
+
+
+def show_changes(changes: list[tuple[str, str | None, str | None]], stat: bool, *, to_stderr: bool) -> None:
+    """Each differing file's diff (digest-only lines folded), or with --stat one line per file."""
+    stream = sys.stderr if to_stderr else sys.stdout
+    coloured = console.use_color(stream)
+    diffs = [file_diff(path, current, expected) for path, current, expected in changes]
+    width = max((len(d.path) for d in diffs), default=0)
+    chunks = []
+    for diff, (_, current, expected) in zip(diffs, changes):
+        if stat:
+            kind = (
+                "missing" if current is None
+                else "orphaned" if expected is None
+                else "hand-edited" if edited_by_hand(current)
+                else "stale"
+            )
+            chunks.append(stat_line(diff, kind, width))
+            continue
+        if diff.text:
+            chunks.append(colour_diff(diff.text) if coloured else diff.text)
+        if diff.folded:
+            line = folded_line(diff)
+            chunks.append(click.style(line, dim=True) if coloured else line)
+    if chunks:
+        click.echo("".join(chunks), nl=False, err=to_stderr, color=coloured)

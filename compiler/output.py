@@ -8,6 +8,7 @@ import shutil
 import tempfile
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from compiler.fingerprint import edited_by_hand, inputs_digest, is_intact, read_
 from compiler.lock import Lock, read_lock_file
 
 GENERATED_FILES = ("flow.py", "Dockerfile", "README.md")
+ProgressHook = Callable[[int], Callable[[], None]]  # total stale specs -> a tick per compiled one
 
 
 @dataclass
@@ -37,8 +39,13 @@ def load_lock(project: Project) -> Lock:
     return read_lock_file(project.lock_path, project.relative(project.lock_path))
 
 
-def build_tree(project: Project, spec_paths: list[Path] | None, lock: Lock) -> Tree:
-    """Compile the specs (every spec when None), skipping those whose files are intact."""
+def build_tree(
+    project: Project, spec_paths: list[Path] | None, lock: Lock, progress: ProgressHook | None = None
+) -> Tree:
+    """Compile the specs (every spec when None), skipping those whose files are intact.
+
+    `progress(total)` is called once the stale specs are known and returns a tick per compiled spec.
+    """
     tree = Tree()
     everything = spec_paths is None
     paths = project.spec_files() if spec_paths is None else spec_paths
@@ -65,7 +72,8 @@ def build_tree(project: Project, spec_paths: list[Path] | None, lock: Lock) -> T
             tree.skipped += 1
         else:
             stale.append((text, display))
-    for (_, display), files in zip(stale, compile_specs(stale, lock, entries)):
+    tick = progress(len(stale)) if progress is not None and stale else None
+    for (_, display), files in zip(stale, compile_specs(stale, lock, entries, tick)):
         if isinstance(files, list):
             tree.diagnostics.extend(files)
             continue

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -13,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from compiler.diffview import file_diff
-from tests.helpers import REPO, copy_project, flowc
+from tests.helpers import REPO, copy_project, flowc, tree
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
@@ -197,3 +198,58 @@ def test_a_mongodb_store_without_pymongo_says_which_extra_to_install(tmp_path: P
     done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
     assert "pip install 'flowc[mongo]'" in done.stdout, done.stdout + done.stderr
     assert "secret" not in done.stdout and "user:***@" in done.stdout
+
+
+# Setup faults -------------------------------------------------------------------------------------
+
+
+def test_run_against_a_results_store_that_is_down_is_one_line_saying_what_to_start(project: Path) -> None:
+    env = _env(FLOWC_RESULTS_DB="mongodb://127.0.0.1:9/results")
+    done = flowc("run", "specs/fan_in.yaml", cwd=project, env=env)
+    assert done.returncode == 1
+    assert done.stdout == ""
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in done.stderr, done.stderr
+    assert lines[0].startswith("error: the results store at FLOWC_RESULTS_DB=mongodb://127.0.0.1:9/results does not answer")
+    assert "start MongoDB" in lines[0] and "unset FLOWC_RESULTS_DB" in lines[0]
+
+
+# Progress on a terminal -----------------------------------------------------------------------------
+
+
+def _on_a_terminal(args: list[str], cwd: Path) -> tuple[int, str]:
+    """Run with stdout and stderr on a pseudo-terminal; (exit code, everything it drew)."""
+    import pty
+
+    leader, follower = pty.openpty()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "compiler", *args], cwd=cwd, stdin=subprocess.DEVNULL,
+        stdout=follower, stderr=follower, env=_env(COLUMNS="100", TERM="xterm"),
+    )
+    os.close(follower)
+    chunks = []
+    while True:
+        try:
+            data = os.read(leader, 65536)
+        except OSError:
+            break
+        if not data:
+            break
+        chunks.append(data)
+    os.close(leader)
+    return process.wait(), b"".join(chunks).decode(errors="replace")
+
+
+def test_a_long_generate_draws_a_progress_bar_on_a_terminal_only(tmp_path: Path) -> None:
+    project = copy_project(tmp_path / "p", generated=False)
+    source = (project / "specs" / "fan_in.yaml").read_text()
+    for number in range(12):
+        (project / "specs" / f"copy{number}.yaml").write_text(source.replace("name: fan_in", f"name: copy{number}", 1))
+    code, drawn = _on_a_terminal(["generate"], project)
+    assert code == 0, drawn
+    assert "generating" in drawn and re.search(r"\d+/1[0-9]", drawn), drawn
+    drawn_tree = tree(project / "generated")
+    shutil.rmtree(project / "generated")
+    piped = flowc("generate", cwd=project)
+    assert piped.returncode == 0 and "generating" not in piped.stdout + piped.stderr
+    assert tree(project / "generated") == drawn_tree  # the same bytes, bar or not

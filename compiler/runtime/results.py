@@ -228,7 +228,7 @@ class MongoResultsStore:
             import pymongo  # lazily: only deployments that use MongoDB need the driver
         except ImportError:
             raise ImportError(
-                f"{RESULTS_DB_ENV}={_redacted(url)} needs the MongoDB driver, which is not installed: "
+                f"{RESULTS_DB_ENV}={redacted_url(url)} needs the MongoDB driver, which is not installed: "
                 "pip install 'flowc[mongo]' (or pymongo; in an image, use a base image that has it), "
                 "or unset it to use the embedded SQLite store"
             ) from None
@@ -436,7 +436,7 @@ def fetch_result_value(
     return value
 
 
-def _redacted(url: str) -> str:
+def redacted_url(url: str) -> str:
     """A store URL without its password, for messages."""
     parts = urlsplit(url)
     if parts.password is None:
