@@ -263,6 +263,7 @@ def check(specs: tuple[str, ...], style: str, stat: bool) -> None:
             )
         sys.exit(1)
     if style == "text":
+        console.detail(f"{tree.skipped} of {tree.specs} spec(s) vouched for by their files' digests, not rendered")
         console.info(f"{tree.specs} spec(s) up to date")
 
 

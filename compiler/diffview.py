@@ -140,6 +140,9 @@ def show_changes(changes: list[tuple[str, str | None, str | None]], stat: bool, 
     diffs = [file_diff(path, current, expected) for path, current, expected in changes]
     width = max((len(d.path) for d in diffs), default=0)
     chunks = []
+    # A template change makes the same change in every spec's file: show it once per file name.
+    shown_as: dict[tuple[str, ...], str] = {}
+    same: dict[str, list[str]] = {}
     for diff, (_, current, expected) in zip(diffs, changes):
         if stat:
             kind = (
@@ -150,10 +153,30 @@ def show_changes(changes: list[tuple[str, str | None, str | None]], stat: bool, 
             )
             chunks.append(stat_line(diff, kind, width))
             continue
+        key = _change_key(diff)
+        if key is not None and key in shown_as:
+            same[shown_as[key]].append(diff.path)
+            continue
+        if key is not None:
+            shown_as[key] = diff.path
+            same[diff.path] = []
         if diff.text:
             chunks.append(colour_diff(diff.text) if coloured else diff.text)
         if diff.folded:
             line = folded_line(diff)
             chunks.append(click.style(line, dim=True) if coloured else line)
+    for first, others in same.items():
+        if others:
+            names = ", ".join(others[:3]) + (", ..." if len(others) > 3 else "")
+            line = f"{first}: the same change in {len(others)} more file(s): {names} (--stat lists them all)\n"
+            chunks.append(click.style(line, dim=True) if coloured else line)
     if chunks:
         click.echo("".join(chunks), nl=False, err=to_stderr, color=coloured)
+
+
+def _change_key(diff: FileDiff) -> tuple[str, ...] | None:
+    """What a diff changes, apart from where: its file name and its changed lines (None: no hunks)."""
+    changed = tuple(
+        line for line in diff.text.splitlines() if line[:1] in "+-" and not line.startswith(("+++ ", "--- "))
+    )
+    return (diff.path.rsplit("/", 1)[-1], *changed) if changed else None

@@ -253,3 +253,15 @@ def test_a_long_generate_draws_a_progress_bar_on_a_terminal_only(tmp_path: Path)
     piped = flowc("generate", cwd=project)
     assert piped.returncode == 0 and "generating" not in piped.stdout + piped.stderr
     assert tree(project / "generated") == drawn_tree  # the same bytes, bar or not
+
+
+def test_the_same_change_in_many_files_is_shown_once(project: Path) -> None:
+    # The same hand edit in every flow.py stands for a template change over many specs.
+    flows = sorted((project / "generated").glob("*/flow.py"))
+    for flow in flows:
+        flow.write_text(flow.read_text().replace("from prefect import Parameter", "from prefect import  Parameter"))
+    result = flowc("check", cwd=project)
+    assert result.returncode == 1
+    assert result.stdout.count("-from prefect import  Parameter") == 1
+    first = flows[0].relative_to(project).as_posix()
+    assert f"{first}: the same change in {len(flows) - 1} more file(s):" in result.stdout
