@@ -101,7 +101,7 @@ def build_command(
     """The whole `flowc build`; returns the exit code."""
     from compiler.cli import run_generate
 
-    code = run_generate(project, spec_paths, "text")
+    code = run_generate(project, spec_paths, "text", counts=False)
     if code:
         return code
     tally = Tally()

@@ -163,9 +163,15 @@ def generate(specs: tuple[str, ...], style: str, watch: bool, fail_on_change: bo
 
 
 def run_generate(
-    project: Project, spec_paths: list[Path] | None, style: str, quiet: bool = False, fail_on_change: bool = False
+    project: Project,
+    spec_paths: list[Path] | None,
+    style: str,
+    quiet: bool = False,
+    fail_on_change: bool = False,
+    counts: bool = True,
 ) -> int:
-    """One generate pass; returns the exit code. Shared by `generate` and `build`."""
+    """One generate pass; returns the exit code. Shared by `generate` and `build` (which says only
+    what it wrote: `counts=False` drops the summary line)."""
     from filelock import FileLock
 
     from compiler.output import build_tree, load_lock, write_tree
@@ -196,10 +202,11 @@ def run_generate(
         for path in report.removed:
             console.info(f"removed {path}")
         console.detail(f"{tree.skipped} spec(s) up to date by their headers, not rendered")
-        console.info(
-            f"{tree.specs} spec{'s' if tree.specs != 1 else ''}: {len(report.written)} file(s) written, "
-            f"{report.unchanged} unchanged, {len(report.removed)} removed"
-        )
+        if counts:
+            console.info(
+                f"{tree.specs} spec{'s' if tree.specs != 1 else ''}: {len(report.written)} file(s) written, "
+                f"{report.unchanged} unchanged, {len(report.removed)} removed"
+            )
     return 1 if fail_on_change and (report.written or report.removed) else 0
 
 
