@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
-from typing import Any
 
 import click
 
 from compiler import __version__, console
+from compiler.completion import complete_params, complete_specs
 from compiler.config import Project, find_project
 from compiler.diagnostics import CompileError, Diagnostic, format_diagnostics
 
@@ -77,50 +76,6 @@ def _spec_paths(project: Project, specs: tuple[str, ...]) -> list[Path] | None:
     return paths
 
 
-def _complete_specs(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[Any]:
-    """Shell completion of SPEC arguments: the project's spec files, then any YAML path."""
-    from click.shell_completion import CompletionItem
-
-    try:
-        project = _project()
-        names = [os.path.relpath(p) for p in project.spec_files()]
-    except Exception:  # noqa: BLE001 - completion must never fail the shell
-        names = []
-    matches = [name for name in names if name.startswith(incomplete)]
-    if matches:
-        return [CompletionItem(name) for name in matches]
-    return [CompletionItem(incomplete, type="file")]
-
-
-def _complete_params(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[Any]:
-    """Shell completion of `-p`: the composite parameters of the SPEC given before it."""
-    from click.shell_completion import CompletionItem
-
-    spec = ctx.params.get("spec")
-    if not spec:
-        # A dangling `-p` stops click's parser before SPEC is stored; every click completion script
-        # passes the whole line in COMP_WORDS.
-        import shlex
-
-        try:
-            words = shlex.split(os.environ.get("COMP_WORDS", ""))
-        except ValueError:
-            words = []
-        spec = next((w for w in words if w.endswith((".yaml", ".yml")) and Path(w).is_file()), None)
-    if not spec:
-        return []
-    try:
-        from compiler.compile import compile_plan
-        from compiler.output import load_lock
-
-        project = _project()
-        plan = compile_plan(Path(spec).read_text(encoding="utf-8"), project.relative(Path(spec)), load_lock(project))
-    except Exception:  # noqa: BLE001 - completion must never fail the shell
-        return []
-    names = [parameter.name for step in plan.steps for parameter in step.parameters]
-    return [CompletionItem(f"{name}=") for name in names if name.startswith(incomplete)]
-
-
 def _fail(diagnostics: list[Diagnostic], style: str) -> None:
     # json and github output are for machines and go to stdout; text is for people, on stderr.
     if style == "text":
@@ -133,7 +88,7 @@ def _fail(diagnostics: list[Diagnostic], style: str) -> None:
 
 
 @main.command()
-@click.argument("specs", nargs=-1, type=click.Path(dir_okay=False), shell_complete=_complete_specs)
+@click.argument("specs", nargs=-1, type=click.Path(dir_okay=False), shell_complete=complete_specs)
 @click.option("--format", "style", type=FORMATS, default="text", help="How to print diagnostics.")
 @click.option("--watch", is_flag=True, help="Regenerate whenever specs, the lock or templates change.")
 @click.option(
@@ -183,7 +138,8 @@ def run_generate(
     state = project.root / ".flowc"
     state.mkdir(exist_ok=True)
     with FileLock(str(state / "generate.lock")):
-        tree = build_tree(project, spec_paths, lock)
+        with console.progress_bar("generating") as progress:
+            tree = build_tree(project, spec_paths, lock, progress)
         if tree.diagnostics:
             _fail(tree.diagnostics, style)
         try:
@@ -211,7 +167,7 @@ def run_generate(
 
 
 @main.command()
-@click.argument("specs", nargs=-1, type=click.Path(dir_okay=False), shell_complete=_complete_specs)
+@click.argument("specs", nargs=-1, type=click.Path(dir_okay=False), shell_complete=complete_specs)
 @click.option("--format", "style", type=FORMATS, default="text", help="How to print diagnostics.")
 @click.option("--stat", is_flag=True, help="List the files that differ (and how), without their diffs.")
 def check(specs: tuple[str, ...], style: str, stat: bool) -> None:
@@ -227,6 +183,7 @@ def check(specs: tuple[str, ...], style: str, stat: bool) -> None:
     Exit codes: 0 up to date; 1 stale, missing or orphaned files, lock drift, or spec errors;
     2 usage errors.
     """
+    from compiler.diffview import show_changes
     from compiler.lock import drifted, ensure_importable, render_lock
     from compiler.output import build_tree, load_lock, stale_files
 
@@ -257,7 +214,7 @@ def check(specs: tuple[str, ...], style: str, stat: bool) -> None:
     else:
         for note in drift.notes:
             console.note(note)
-        _show_changes(changes, stat, to_stderr=style == "github")
+        show_changes(changes, stat, to_stderr=style == "github")
         if problems:
             if style == "text":
                 console.error(format_diagnostics(problems, style))
@@ -272,35 +229,6 @@ def check(specs: tuple[str, ...], style: str, stat: bool) -> None:
     if style == "text":
         console.detail(f"{tree.skipped} of {tree.specs} spec(s) vouched for by their files' digests, not rendered")
         console.info(f"{tree.specs} spec(s) up to date")
-
-
-def _show_changes(changes: list[tuple[str, str | None, str | None]], stat: bool, *, to_stderr: bool) -> None:
-    """Each differing file's diff (digest-only lines folded), or with --stat one line per file."""
-    from compiler.diffview import colour_diff, file_diff, folded_line, stat_line
-    from compiler.fingerprint import edited_by_hand
-
-    stream = sys.stderr if to_stderr else sys.stdout
-    coloured = console.use_color(stream)
-    diffs = [file_diff(path, current, expected) for path, current, expected in changes]
-    width = max((len(d.path) for d in diffs), default=0)
-    chunks = []
-    for diff, (_, current, expected) in zip(diffs, changes):
-        if stat:
-            kind = (
-                "missing" if current is None
-                else "orphaned" if expected is None
-                else "hand-edited" if edited_by_hand(current)
-                else "stale"
-            )
-            chunks.append(stat_line(diff, kind, width))
-            continue
-        if diff.text:
-            chunks.append(colour_diff(diff.text) if coloured else diff.text)
-        if diff.folded:
-            line = folded_line(diff)
-            chunks.append(click.style(line, dim=True) if coloured else line)
-    if chunks:
-        click.echo("".join(chunks), nl=False, err=to_stderr, color=coloured)
 
 
 def _lock_line(lock_text: str, key: str) -> int:
@@ -364,7 +292,7 @@ def lock() -> None:
 
 
 @main.command()
-@click.argument("spec", type=click.Path(exists=True, dir_okay=False), shell_complete=_complete_specs)
+@click.argument("spec", type=click.Path(exists=True, dir_okay=False), shell_complete=complete_specs)
 @click.option("--format", "fmt", type=click.Choice(["mermaid", "dot"]), default="mermaid", help="Graph language.")
 def graph(spec: str, fmt: str) -> None:
     """Print the composition graph of SPEC (Mermaid, or Graphviz dot).
@@ -408,10 +336,10 @@ def schema() -> None:
 
 
 @main.command(context_settings={"ignore_unknown_options": False})
-@click.argument("spec", type=click.Path(exists=True, dir_okay=False), shell_complete=_complete_specs)
+@click.argument("spec", type=click.Path(exists=True, dir_okay=False), shell_complete=complete_specs)
 @click.option(
     "-p", "--param", "params", multiple=True, metavar="ALIAS-PARAM=VALUE",
-    shell_complete=_complete_params, help="A composite parameter; the value is YAML (1000 is an int).",
+    shell_complete=complete_params, help="A composite parameter; the value is YAML (1000 is an int).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the run summary as one JSON object.")
 def run(spec: str, params: tuple[str, ...], as_json: bool) -> None:
@@ -425,17 +353,32 @@ def run(spec: str, params: tuple[str, ...], as_json: bool) -> None:
     Exit codes: 0 every child succeeded; 1 a child failed, or the spec or generated flow is
     stale or wrong; 2 usage errors; 130/143 interrupted.
     """
+    from compiler.preflight import results_store_problem
     from compiler.runner import run_command
 
+    problem = results_store_problem()
+    if problem:
+        console.error(f"error: {problem}")
+        sys.exit(1)
     sys.exit(run_command(_project(), Path(spec), params, as_json))
 
 
 @main.command()
-@click.argument("specs", nargs=-1, type=click.Path(dir_okay=False), shell_complete=_complete_specs)
+@click.argument("specs", nargs=-1, type=click.Path(dir_okay=False), shell_complete=complete_specs)
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Write what would be registered.")
 @click.option("--no-image", is_flag=True, help="Skip building and pushing images.")
 @click.option("--no-register", is_flag=True, help="Skip registering with Prefect.")
-def build(specs: tuple[str, ...], json_path: str | None, no_image: bool, no_register: bool) -> None:
+@click.option(
+    "--dry-run", is_flag=True,
+    help="Print what would be built, pushed and registered; do none of it (exit 0 nothing to do, 2 changes).",
+)
+@click.option(
+    "--format", "style", type=click.Choice(["text", "json"]), default="text",
+    help="With --dry-run: the plan as text, or as one JSON document on stdout.",
+)
+def build(
+    specs: tuple[str, ...], json_path: str | None, no_image: bool, no_register: bool, dry_run: bool, style: str
+) -> None:
     """Generate, build each image, push it, and register each flow with Prefect.
 
     \b
@@ -443,18 +386,63 @@ def build(specs: tuple[str, ...], json_path: str | None, no_image: bool, no_regi
       flowc build                                 # every spec: images, push, register
       flowc build specs/pipeline.yaml --no-register
       flowc build --no-image --json flows.json    # what would be registered, no server
+      flowc build --dry-run --format json | jq '.specs[] | {name, image_action, register_action}'
     Exit codes: 0 done; 1 an image, a registration or the setup failed (no engine,
-    registry or backend); 2 usage errors.
+    registry or backend); 2 usage errors. With --dry-run: 0 nothing would change,
+    2 something would (or could not be checked), 1 errors.
     """
     from compiler.build import build_command
 
     project = _project()
+    if dry_run:
+        from compiler.dryrun import dry_run as plan_build, print_plan
+
+        if json_path is not None:
+            raise click.UsageError("--dry-run and --json FILE: choose one")
+        sys.exit(print_plan(plan_build(project, _spec_paths(project, specs), no_image, no_register), style))
+    if style != "text":
+        raise click.UsageError("--format applies to --dry-run only")
     sys.exit(build_command(project, _spec_paths(project, specs), json_path, no_image, no_register))
 
 
-@main.group()
+@main.command()
+@click.argument("directory", default=".", type=click.Path(file_okay=False))
+@click.pass_context
+def init(ctx: click.Context, directory: str) -> None:
+    """Scaffold a working project in DIRECTORY (default: here); never overwrites a file.
+
+    It writes pyproject.toml ([tool.flowc]), a package with two child flows whose results are
+    mappable, specs/<name>.yaml composing them, its lock (captured as `flowc lock` does),
+    .gitignore (.flowc/) and .pre-commit-config.yaml; <name> comes from the directory's name.
+
+    \b
+    Example:
+      flowc init my-pipeline && cd my-pipeline && flowc generate && flowc run specs/my_pipeline.yaml
+    Exit codes: 0 written; 1 a file exists already (nothing is written) or the lock could not
+    be captured (nothing is left behind); 2 usage errors.
+    """
+    from compiler.scaffold import init_project
+
+    def capture_lock() -> int:
+        try:
+            ctx.invoke(lock)
+        except SystemExit as stop:
+            return int(stop.code or 0)
+        return 0
+
+    sys.exit(init_project(Path(directory), capture_lock))
+
+
+@main.group(cls=FlowcGroup)
 def runtime() -> None:
-    """flowc's runtime alone, for the interpreter that runs child flows ([tool.flowc] python)."""
+    """flowc's runtime alone, for the interpreter that runs child flows ([tool.flowc] python).
+
+    \b
+    Examples:
+      flowc runtime install                       # into [tool.flowc] python
+      flowc runtime wheel -o dist/
+    Exit codes: 0 done; 1 the install or build failed; 2 usage errors.
+    """
 
 
 @runtime.command("install")
@@ -473,9 +461,9 @@ def runtime_install(python: str | None, force: bool) -> None:
     try:
         outcome = install_runtime(target, force=force)
     except RuntimeInstallError as error:
-        click.echo(f"error: {error}", err=True)
+        console.error(f"error: {error}")
         sys.exit(1)
-    click.echo(outcome.message, err=True)
+    console.info(outcome.message)
 
 
 @runtime.command("wheel")
@@ -493,4 +481,4 @@ def runtime_wheel(directory: str) -> None:
     from compiler.runtime_dist import build_wheel
 
     Path(directory).mkdir(parents=True, exist_ok=True)
-    click.echo(str(build_wheel(Path(directory))))
+    console.out(str(build_wheel(Path(directory))))

@@ -26,7 +26,14 @@ def _sections(text: str, level: str) -> dict[str, str]:
 def test_every_command_and_option_is_documented() -> None:
     sections = _sections((DOCS / "commands.md").read_text(encoding="utf-8"), "##")
     problems = []
+    commands = {}
     for name, command in sorted(main.commands.items()):
+        commands[name] = command
+        for sub, subcommand in sorted(getattr(command, "commands", {}).items()):
+            commands[f"{name} {sub}"] = (subcommand, name)
+    for name, command in commands.items():
+        if isinstance(command, tuple):  # a group's subcommand: documented in the group's section
+            command, name = command
         title = f"flowc {name}"
         if title not in sections:
             problems.append(f"command {name!r}: add a section '## `{title}`' to docs/commands.md")
@@ -50,6 +57,9 @@ def test_every_command_and_option_is_documented() -> None:
 
 def test_every_command_takes_the_common_options_and_its_help_has_an_example_and_exit_codes() -> None:
     for name, command in main.commands.items():
+        for sub, subcommand in getattr(command, "commands", {}).items():
+            options = {opt for param in subcommand.params for opt in getattr(param, "opts", ())}
+            assert {"-q", "--quiet", "-v", "--verbose", "--color"} <= options, f"{name} {sub}"
         options = {opt for param in command.params for opt in getattr(param, "opts", ())}
         assert {"-q", "--quiet", "-v", "--verbose", "--color"} <= options, name
         assert "Example" in (command.help or ""), f"`flowc {name} --help` needs an example (compiler/cli.py)"
