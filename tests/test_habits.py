@@ -265,3 +265,29 @@ def test_the_same_change_in_many_files_is_shown_once(project: Path) -> None:
     assert result.stdout.count("-from prefect import  Parameter") == 1
     first = flows[0].relative_to(project).as_posix()
     assert f"{first}: the same change in {len(flows) - 1} more file(s):" in result.stdout
+
+
+# Machine output with noisy children ---------------------------------------------------------------
+
+
+def test_run_json_is_one_document_on_stdout_while_children_print_and_log(tmp_path: Path) -> None:
+    root = tmp_path / "noisy"
+    assert flowc("init", str(root), "-q", cwd=tmp_path).returncode == 0
+    produce = root / "noisy_flows" / "produce.py"
+    produce.write_text(
+        produce.read_text().replace(
+            "    return 2 * x\n",
+            "    import logging, sys\n"
+            "    print('noise on stdout {')\n"
+            "    sys.stdout.write('[1, 2\\n')\n"
+            "    logging.getLogger('prefect').warning('a warning from the child')\n"
+            "    return 2 * x\n",
+        )
+    )
+    assert flowc("lock", "-q", cwd=root).returncode == 0
+    assert flowc("generate", "-q", cwd=root).returncode == 0
+    done = flowc("run", "specs/noisy.yaml", "--json", cwd=root, env=_env(FLOWC_RESULTS_DB=f"sqlite:///{tmp_path}/r.db"))
+    assert done.returncode == 0, done.stdout + done.stderr
+    summary = json.loads(done.stdout)  # what `| jq` needs: one document, nothing else
+    assert summary["ok"] is True
+    assert "noise on stdout" in done.stderr  # the child's output is kept, on stderr
