@@ -148,3 +148,18 @@ def progress_bar(label: str) -> Iterator[Callable[[int], Callable[[], None]]]:
     finally:
         for bar in bars:
             bar.stop()
+
+
+def rich_stderr(*, silent_when_quiet: bool = True) -> Any:
+    """A rich Console on stderr that follows -q and --color (NO_COLOR, FORCE_COLOR)."""
+    from rich.console import Console
+
+    coloured = use_color(sys.stderr)
+    return Console(
+        stderr=True,
+        highlight=False,
+        soft_wrap=True,
+        quiet=quiet() and silent_when_quiet,
+        no_color=not coloured,
+        force_terminal=True if SETTINGS.color == "always" or (coloured and not sys.stderr.isatty()) else None,
+    )
