@@ -177,6 +177,7 @@ class Progress:
 
     def __init__(self) -> None:
         self.interactive = console.interactive()
+        self.position = ""  # `[2/6] ` while the second of six images is worked on
 
     def say(self, text: str) -> None:
         console.info(text)
@@ -191,6 +192,7 @@ class Progress:
         from rich.markup import escape
 
         status_console = Console(stderr=True)
+        text = self.position + text
         with status_console.status(escape(text)) as status:
             yield lambda step: status.update(escape(f"{text}: {step}"))
 
@@ -231,7 +233,8 @@ def build_images(targets: list[Target], tally: Tally, progress: Progress, *, pus
     client = docker_client()
     wheel = WheelProvider(progress)
     try:
-        for target in targets:
+        for index, target in enumerate(targets, start=1):
+            progress.position = f"[{index}/{len(targets)}] " if len(targets) > 1 else ""
             try:
                 ensure_image(client, target, wheel, progress, tally, push=push)
             except ImageError as error:
