@@ -8,13 +8,14 @@ from __future__ import annotations
 import graphlib
 import keyword
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 from typing import Any, Iterator
 
 from compiler.diagnostics import CompileError, Diagnostic, did_you_mean
 from compiler.lock import FlowInterface, Lock
 from compiler.values import ValueRejected, normalize
+from compiler.scanplan import POINT_PARAMETER_NAMES, Scan, check_scan, scan_axes
 from compiler.spec import ComposingFlow, MappedParameter, ParsedSpec, Path, duration_seconds
 
 # Names the generated module defines or imports; no spec-derived variable may shadow them.
@@ -35,6 +36,11 @@ RESERVED_NAMES = frozenset(
         "wait_for_flow_run",
         "get_task_run_result",
         "load_db_result",
+        "unmapped",
+        "scan_points",
+        "point_names",
+        "point_parameters",
+        "ScanSlots",
     }
 )
 
@@ -50,6 +56,7 @@ class CompositeParameter:
     default: Any
     required: bool
     overridden: bool
+    scanned: bool = False  # the default is the scan's list of values (DESIGN.md "Scans")
 
 
 @dataclass(frozen=True)
@@ -63,6 +70,10 @@ class MappedInput:
     task_slug: str
     map_type: str
     attribute_index: tuple[str | int, ...]
+    # From the same point of a step of this step's scan (for_each), or gathered from every point
+    # of a per-point step into a list in point order.
+    per_point: bool = False
+    gathered: bool = False
 
 
 @dataclass(frozen=True)
@@ -84,10 +95,35 @@ class Step:
     retry_delay_s: float = 0.0
     timeout_s: float | None = None
     deployment: str | None = None
+    # Scans: this step's own points, the step it runs for_each of, and the scanned step whose
+    # points it runs over (itself when scanned; None when it runs once).
+    scan: Scan | None = None
+    for_each: str | None = None
+    lineage: str | None = None
+
+    @property
+    def per_point(self) -> bool:
+        return self.lineage is not None
 
     @property
     def run_variable(self) -> str:
         return f"{self.alias}_run"
+
+    @property
+    def points_variable(self) -> str:
+        return f"{self.alias}_points"
+
+    @property
+    def names_variable(self) -> str:
+        return f"{self.alias}_names"
+
+    @property
+    def parameters_variable(self) -> str:
+        return f"{self.alias}_parameters"
+
+    @property
+    def slots_variable(self) -> str:
+        return f"{self.alias}_slots"
 
     @property
     def done_variable(self) -> str:
@@ -100,6 +136,7 @@ class Edge:
     child: str
     label: str
     map_type: str | None
+    fan: str = ""  # "per point" or "gathered" for mappings between scans
 
 
 @dataclass(frozen=True)
@@ -135,13 +172,23 @@ class Plan:
         edges = []
         for step in self.steps:
             for mapped in step.inputs:
-                edges.append(Edge(mapped.parent, step.alias, mapped.parameter, mapped.map_type))
+                fan = "per point" if mapped.per_point else "gathered" if mapped.gathered else ""
+                edges.append(Edge(mapped.parent, step.alias, mapped.parameter, mapped.map_type, fan))
             for parent in step.depends_on:
                 edges.append(Edge(parent, step.alias, "depends_on", None))
+            if step.for_each is not None and not any(m.parent == step.for_each for m in step.inputs):
+                edges.append(Edge(step.for_each, step.alias, "for_each", None))
         return tuple(edges)
 
     def step(self, alias: str) -> Step:
         return self._steps_by_alias[alias]
+
+    def point_count(self, step: Step) -> int:
+        """How many child runs a step has with the default values (1 unless per point)."""
+        if step.lineage is None:
+            return 1
+        scan = self.step(step.lineage).scan
+        return scan.point_count if scan is not None else 1
 
     @cached_property
     def _steps_by_alias(self) -> dict[str, Step]:
@@ -170,6 +217,7 @@ class _Planner:
         interfaces = {i: self._interface(i, flow) for i, flow in enumerate(flows)}
         upstream: dict[int, dict[int, Path]] = {i: {} for i in range(len(flows))}
         steps_inputs: dict[int, tuple[MappedInput, ...]] = {}
+        for_each: dict[int, int] = {}
         for index, flow in enumerate(flows):
             base: Path = ("composing_flows", index)
             inputs = []
@@ -186,12 +234,22 @@ class _Planner:
                 parent_index = self._resolve_step(parent_name, path, aliases, flows)
                 if parent_index is not None:
                     upstream[index].setdefault(parent_index, path)
+            if flow.for_each is not None:
+                path = base + ("for_each",)
+                parent_index = self._resolve_step(flow.for_each, path, aliases, flows)
+                if parent_index is not None:
+                    for_each[index] = parent_index
+                    upstream[index].setdefault(parent_index, path)
         order = self._order(flows, upstream)
+        lineage = self._lineage(flows, order, for_each)
+        steps_inputs = {i: self._point_inputs(i, flows, inputs, lineage) for i, inputs in steps_inputs.items()}
         steps = []
         for index in order:
-            steps.append(
-                self._step(index, flows[index], interfaces[index], steps_inputs[index], upstream[index], order)
-            )
+            step = self._step(index, flows[index], interfaces[index], steps_inputs[index], upstream[index], order)
+            for_each_alias = flows[for_each[index]].step_name if index in for_each else None
+            lineage_alias = flows[lineage[index]].step_name if index in lineage else None
+            depends_on = tuple(alias for alias in step.depends_on if alias != for_each_alias)
+            steps.append(replace(step, for_each=for_each_alias, lineage=lineage_alias, depends_on=depends_on))
         self._check_names(steps)
         if self.problems:
             raise CompileError(self.problems)
@@ -367,6 +425,51 @@ class _Planner:
             return None
         return task.name, slug
 
+    # Scans ------------------------------------------------------------------------------------
+
+    def _lineage(self, flows: list[ComposingFlow], order: list[int], for_each: dict[int, int]) -> dict[int, int]:
+        """Per-point steps -> the scanned step whose points they run over."""
+        lineage: dict[int, int] = {}
+        for index in order:
+            flow = flows[index]
+            if flow.scan is not None:
+                lineage[index] = index
+            elif index in for_each:
+                parent = for_each[index]
+                if parent in lineage:
+                    lineage[index] = lineage[parent]
+                else:
+                    self.error(
+                        ("composing_flows", index, "for_each"),
+                        f"for_each names {flows[parent].step_name!r}, which is not scanned "
+                        "(nor for_each of a scanned step); give it a `scan:`",
+                    )
+        return lineage
+
+    def _point_inputs(
+        self, index: int, flows: list[ComposingFlow], inputs: tuple[MappedInput, ...], lineage: dict[int, int]
+    ) -> tuple[MappedInput, ...]:
+        """Mark each mapping: the matching point's value (same scan), or gathered into a list."""
+        by_alias = {flow.step_name: i for i, flow in enumerate(flows)}
+        marked = []
+        for mapped in inputs:
+            parent = by_alias.get(mapped.parent)
+            parent_scan = lineage.get(parent) if parent is not None else None
+            if parent_scan is None:
+                marked.append(mapped)
+            elif lineage.get(index) == parent_scan:
+                if mapped.parameter in POINT_PARAMETER_NAMES:
+                    self.error(
+                        ("composing_flows", index, "mapped_parameters", mapped.parameter),
+                        f"a value mapped per point cannot be named {mapped.parameter!r} "
+                        f"(flowc's point_parameters task takes {' and '.join(sorted(POINT_PARAMETER_NAMES))})",
+                        key=True,
+                    )
+                marked.append(replace(mapped, per_point=True))
+            else:
+                marked.append(replace(mapped, gathered=True))
+        return tuple(marked)
+
     # Order ------------------------------------------------------------------------------------
 
     def _order(self, flows: list[ComposingFlow], upstream: dict[int, dict[int, Path]]) -> list[int]:
@@ -412,6 +515,9 @@ class _Planner:
                     f"flow {flow.name!r} has no parameter {param_name!r}{did_you_mean(param_name, known)}",
                     key=True,
                 )
+        check_scan(index, flow, interface, self.error)
+        scan = scan_axes(alias, flow, _variable)
+        scanned = {axis.parameter: axis for axis in scan.axes} if scan else {}
         mapped_names = {m.parameter for m in inputs} | set(flow.mapped_parameters)
         composite = []
         arguments = []
@@ -419,6 +525,21 @@ class _Planner:
             if parameter.name in mapped_names:
                 arguments.append((parameter.name, _variable(alias, parameter.name)))
                 continue
+            if parameter.name in scanned:
+                axis = scanned[parameter.name]
+                composite.append(
+                    CompositeParameter(
+                        name=axis.name,
+                        variable=axis.variable,
+                        step=alias,
+                        child_parameter=parameter.name,
+                        default=list(axis.values),
+                        required=False,
+                        overridden=True,
+                        scanned=True,
+                    )
+                )
+                continue  # the value comes from the point
             overridden = parameter.name in flow.parameters
             default = flow.parameters[parameter.name] if overridden else parameter.default
             if not overridden:
@@ -464,6 +585,7 @@ class _Planner:
             retry_delay_s=duration_seconds(flow.retry_delay),
             timeout_s=None if flow.timeout is None else duration_seconds(flow.timeout),
             deployment=flow.deployment,
+            scan=scan,
         )
 
     def _position(self, order: list[int]) -> dict[int, int]:
@@ -503,6 +625,13 @@ class _Planner:
 def _names_of(step: Step) -> Iterator[tuple[str, str]]:
     yield step.run_variable, f"the run of step {step.alias!r}"
     yield step.done_variable, f"the wait for step {step.alias!r}"
+    if step.per_point:
+        yield step.names_variable, f"the run names of step {step.alias!r}"
+        yield step.parameters_variable, f"the point parameters of step {step.alias!r}"
+    if step.scan is not None:
+        yield step.points_variable, f"the points of step {step.alias!r}"
+        if step.scan.max_concurrency is not None:
+            yield step.slots_variable, f"the concurrency slots of step {step.alias!r}"
     for parameter in step.parameters:
         yield parameter.variable, f"composite parameter {parameter.name!r}"
     for mapped in step.inputs:

@@ -11,7 +11,8 @@ from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 from compiler.fingerprint import TEMPLATES_DIR, header_lines
-from compiler.plan import MappedInput, Plan, Step
+from compiler.plan import Edge, MappedInput, Plan, Step
+from compiler.render_scans import node_suffix, point_input_comment, point_input_expression, point_step_view, scan_rows
 from compiler.values import literal  # the only way spec and lock values enter flow.py
 
 if TYPE_CHECKING:
@@ -95,7 +96,13 @@ def _flow_view(plan: Plan) -> dict[str, Any]:
     runtime_imports = ["IndexedFlow", "LocalThreadExecutor"]
     if any(m.map_type == "db" for s in plan.steps for m in s.inputs):
         runtime_imports.append("load_db_result")
+    scans = any(step.per_point for step in plan.steps)
+    if scans:
+        runtime_imports += ["point_names", "point_parameters", "scan_points"]
+    if any(step.scan is not None and step.scan.max_concurrency is not None for step in plan.steps):
+        runtime_imports.append("ScanSlots")
     return {
+        "prefect_imports": "Parameter, unmapped" if scans else "Parameter",
         "docstring": _comment(f"{plan.name}: a flow of flows over {names}.").replace('"', "'"),
         "spec_path": plan.spec_path,
         "run_config_class": RUN_CONFIG_CLASSES[plan.run_config],
@@ -115,8 +122,14 @@ def _step_view(number: int, step: Step, plan: Plan) -> dict[str, Any]:
     if step.upstream:
         title += ", after " + ", ".join(step.upstream)
     comments = [f"depends on {', '.join(step.depends_on)} (order only)"] if step.depends_on else []
+    if step.per_point:
+        return {**_single_step_view(step, plan, _comment(title), comments), **point_step_view(step, plan)}
+    return _single_step_view(step, plan, _comment(title), comments)
+
+
+def _single_step_view(step: Step, plan: Plan, title: str, comments: list[str]) -> dict[str, Any]:
     return {
-        "title": _comment(title),
+        "title": title,
         "comments": comments,
         "parameters": [
             {
@@ -131,22 +144,35 @@ def _step_view(number: int, step: Step, plan: Plan) -> dict[str, Any]:
         "done_variable": step.done_variable,
         "flow_name": literal(step.flow_name),
         "project_name": literal(step.project_name),
-        "arguments": [{"name": literal(name), "variable": variable} for name, variable in step.arguments],
-        "run_task_name": literal(f"run {step.alias}"),
-        "wait_task_name": literal(f"wait for {step.alias}"),
         "upstream": [plan.step(alias).done_variable for alias in step.upstream],
+        "per_point": False,
+        "point_values": [],
+        "create": "create_flow_run",
+        "wait": "wait_for_flow_run",
+        "parameters_expression": "{ " + "".join(f"{literal(name)}: {variable}, " for name, variable in step.arguments) + " }",
+        "run_name": None,
+        "run_task_args": f'{{"name": {literal("run " + step.alias)} }}',
+        "wait_task_args": f'{{"name": {literal("wait for " + step.alias)} }}',
+        "raise_final_state": "True",
     }
 
 
 def _input_view(step: Step, mapped: MappedInput, plan: Plan) -> dict[str, str]:
     parent = plan.step(mapped.parent)
+    comment = f"{mapped.parameter} <- {mapped.parent}.{mapped.task_name} ({mapped.map_type}"
+    if mapped.map_type == "db":
+        comment += f", attribute_index {json.dumps(list(mapped.attribute_index))}"
+    if parent.per_point:
+        return {
+            "variable": mapped.variable,
+            "expression": point_input_expression(mapped, parent),
+            "comment": _comment(comment + ")" + point_input_comment(mapped, plan)),
+        }
     result = (
         f"get_task_run_result({parent.run_variable}, {literal(mapped.task_slug)}, "
         f"upstream_tasks=[{parent.done_variable}])"
     )
-    comment = f"{mapped.parameter} <- {mapped.parent}.{mapped.task_name} ({mapped.map_type}"
     if mapped.map_type == "db":
-        comment += f", attribute_index {json.dumps(list(mapped.attribute_index))}"
         result = f"load_db_result({result}, attribute_index={literal(list(mapped.attribute_index))})"
     return {"variable": mapped.variable, "expression": result, "comment": _comment(comment + ")")}
 
@@ -176,12 +202,14 @@ def _readme_view(plan: Plan) -> dict[str, Any]:
         "spec_path": plan.spec_path,
         "spec_link": "../../" + plan.spec_path,
         "project_name": _md(plan.project_name),
-        "step_count": len(plan.steps),
+        "step_count": sum(plan.point_count(step) for step in plan.steps),
         "mermaid": mermaid(plan),
+        "scan_rows": scan_rows(plan),
         "step_rows": [
             {
                 "number": number,
                 "alias": step.alias,
+                "points": node_suffix(plan, step),
                 "flow": _md(f"{step.project_name}/{step.flow_name}"),
                 "after": ", ".join(f"`{a}`" for a in step.upstream) or "start",
             }
@@ -200,7 +228,7 @@ def _readme_view(plan: Plan) -> dict[str, Any]:
                 "target": _md(f"{step.alias}.{m.parameter}"),
                 "source": _md(f"{m.parent}.{m.task_name}"),
                 "slug": _md(m.task_slug),
-                "map_type": m.map_type,
+                "map_type": m.map_type + (", per point" if m.per_point else ", gathered (list)" if m.gathered else ""),
                 "attribute_index": f"`{_md(json.dumps(list(m.attribute_index)))}`" if m.attribute_index else "",
             }
             for step in plan.steps
@@ -244,9 +272,10 @@ def mermaid(plan: Plan) -> str:
     ids = mermaid_ids(plan)
     lines = ["flowchart LR"]
     for step in plan.steps:
-        lines.append(f'    {ids[step.alias]}["{_mermaid_text(step.alias)}<br/>{_mermaid_text(step.flow_name)}"]')
+        label = _mermaid_text(step.alias + node_suffix(plan, step)) + "<br/>" + _mermaid_text(step.flow_name)
+        lines.append(f'    {ids[step.alias]}["{label}"]')
     for edge in plan.edges:
-        label = edge.label if edge.map_type is None else f"{edge.label} ({edge.map_type})"
+        label = _edge_label(edge)
         arrow = "-.->" if edge.map_type is None else "-->"
         lines.append(f'    {ids[edge.parent]} {arrow}|"{_mermaid_text(label)}"| {ids[edge.child]}')
     return "\n".join(lines)
@@ -256,13 +285,20 @@ def dot(plan: Plan) -> str:
     """The composition as Graphviz DOT."""
     lines = [f"digraph {json.dumps(plan.name)} {{", "    rankdir=LR;"]
     for step in plan.steps:
-        lines.append(f"    {json.dumps(step.alias)} [label={json.dumps(step.alias + chr(10) + step.flow_name)}];")
+        label = step.alias + node_suffix(plan, step) + "\n" + step.flow_name
+        lines.append(f"    {json.dumps(step.alias)} [label={json.dumps(label)}];")
     for edge in plan.edges:
-        label = edge.label if edge.map_type is None else f"{edge.label} ({edge.map_type})"
+        label = _edge_label(edge)
         style = ", style=dashed" if edge.map_type is None else ""
         lines.append(f"    {json.dumps(edge.parent)} -> {json.dumps(edge.child)} [label={json.dumps(label)}{style}];")
     lines.append("}")
     return "\n".join(lines)
+
+
+def _edge_label(edge: Edge) -> str:
+    if edge.map_type is None:
+        return edge.label
+    return f"{edge.label} ({edge.map_type}{', ' + edge.fan if edge.fan else ''})"
 
 
 def _mermaid_text(text: str) -> str:

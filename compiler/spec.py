@@ -200,6 +200,22 @@ class MappedParameter(_Model):
         return head + tuple(self.attribute_index or ())
 
 
+MAX_SCAN_POINTS = 10_000  # per step; the runtime's own bound is the same (compiler.runtime.scans)
+ScanValues = Annotated[list[JsonValue], Field(min_length=1)]
+
+
+class Scan(_Model):
+    """Run a child once per point: every combination of the lists (grid) or their i-th items (zip)."""
+
+    mode: Literal["grid", "zip"] = Field("grid", description="grid: every combination, first parameter slowest; zip: lists of equal length, item by item.")
+    parameters: dict[ParameterName, ScanValues] = Field(
+        min_length=1, description="Child parameter -> list of values; each becomes the composite parameter <alias>-<param>."
+    )
+    max_concurrency: int | None = Field(
+        None, ge=1, le=MAX_SCAN_POINTS, strict=True, description="At most this many of this step's child runs alive at once."
+    )
+
+
 class ComposingFlow(_Model):
     """One step of the composition: an existing Prefect flow and how its parameters are fed."""
 
@@ -219,6 +235,10 @@ class ComposingFlow(_Model):
     retry_delay: Duration = Field(0, description="Between those runs: 45, 30s, 5m, 2h (seconds if bare).")
     timeout: Duration | None = Field(None, description="A child run still going after this is stopped and fails.")
     deployment: PrefectName | None = Field(None, description="prefect3: the child's deployment name (default: its flow name).")
+    scan: Scan | None = Field(None, description="Run this child once per point of a grid or zip of parameter values.")
+    for_each: PrefectName | None = Field(
+        None, description="Run once per point of this scanned step (or of a step that is for_each of one)."
+    )
 
     @property
     def step_name(self) -> str:
@@ -517,6 +537,8 @@ def _allowed_keys(path: Path, data: Any) -> list[str]:
         return list(ComposingFlow.model_fields)
     if len(depth) >= 2 and depth[-2] == "mapped_parameters":
         return list(MappedParameter.model_fields)
+    if depth[-1] == "scan":
+        return list(Scan.model_fields)
     return []
 
 
@@ -545,6 +567,9 @@ def _message(item: dict[str, Any], path: Path) -> str:
         return f"{where_name}: expected one of {expected}, got {shown}{did_you_mean(str(got), _literals(expected))}"
     if kind == "too_short":
         return f"{where_name}: must not be empty"
+    if kind in ("greater_than_equal", "less_than_equal"):
+        bound = item.get("ctx", {}).get("ge" if kind == "greater_than_equal" else "le")
+        return f"{where_name}: must be at {'least' if kind == 'greater_than_equal' else 'most'} {bound}"
     if kind == "string_pattern_mismatch":
         return f"{where_name}: control characters are not allowed"
     if kind == "string_too_long":

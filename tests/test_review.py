@@ -20,7 +20,7 @@ from compiler.cli import main
 from compiler.compile import compile_plan, compile_spec
 from compiler.config import find_project
 from compiler.output import load_lock
-from compiler.plan import Plan
+from compiler.plan import MappedInput, Plan, Step
 from compiler.render import dot, mermaid, mermaid_ids
 from tests.helpers import REPO, SPECS, copy_project
 
@@ -77,18 +77,30 @@ def _unescape(text: str) -> str:
     return re.sub(r"#(\d+);", lambda m: chr(int(m[1])), text)
 
 
+def fan(mapped: MappedInput) -> str:
+    """How a mapping between scans reads in the README and the graphs."""
+    return ", per point" if mapped.per_point else ", gathered" if mapped.gathered else ""
+
+
 def expected_graph(plan: Plan) -> Graph:
     """The plan's graph, in the terms the drawing must show: a node per step, an edge per mapping."""
     ids = mermaid_ids(plan)
-    nodes = {ids[step.alias]: f"{step.alias}<br/>{step.flow_name}" for step in plan.steps}
+    def points(step: Step) -> str:  # a scanned step and its for_each steps: `impact × 6`
+        return f" × {plan.point_count(step)}" if step.per_point else ""
+
+    nodes = {ids[step.alias]: f"{step.alias}{points(step)}<br/>{step.flow_name}" for step in plan.steps}
     edges = [
-        (ids[mapped.parent], ids[step.alias], f"{mapped.parameter} ({mapped.map_type})", False)
+        (ids[mapped.parent], ids[step.alias], f"{mapped.parameter} ({mapped.map_type}{fan(mapped)})", False)
         for step in plan.steps
         for mapped in step.inputs
     ] + [
         (ids[parent], ids[step.alias], "depends_on", True)
         for step in plan.steps
         for parent in step.depends_on
+    ] + [
+        (ids[step.for_each], ids[step.alias], "for_each", True)
+        for step in plan.steps
+        if step.for_each is not None and not any(m.parent == step.for_each for m in step.inputs)
     ]
     return Graph(nodes, edges)
 
@@ -237,7 +249,8 @@ def parse_dot(text: str) -> Graph:
 def test_dot_parses_back_to_the_plan(name: str, plans: dict[str, Plan]) -> None:
     plan = plans[name]
     graph = parse_dot(dot(plan))
-    assert graph.nodes == {step.alias: f"{step.alias}\n{step.flow_name}" for step in plan.steps}
+    points = {step.alias: f" × {plan.point_count(step)}" if step.per_point else "" for step in plan.steps}
+    assert graph.nodes == {step.alias: f"{step.alias}{points[step.alias]}\n{step.flow_name}" for step in plan.steps}
     ids = {v: k for k, v in mermaid_ids(plan).items()}
     expected = expected_graph(plan)
     assert sorted(graph.edges) == sorted(
@@ -292,7 +305,7 @@ def test_readme_shows_graph_parameters_mappings_image_and_labels(
             index = f"`{json.dumps(list(mapped.attribute_index))}`" if mapped.attribute_index else ""
             assert (
                 f"| `{step.alias}.{mapped.parameter}` | `{mapped.parent}.{mapped.task_name}` | "
-                f"`{mapped.task_slug}` | {mapped.map_type} | {index} |"
+                f"`{mapped.task_slug}` | {mapped.map_type}{fan(mapped).replace('gathered', 'gathered (list)')} | {index} |"
             ) in rows
             if mapped.map_type == "db":
                 assert mapped.attribute_index, "a db mapping shows its attribute_index"

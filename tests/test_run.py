@@ -217,6 +217,7 @@ def test_every_example_spec_has_an_end_to_end_test() -> None:
         "quad_scan",
         "reverse_order",
         "unmapped_after_first",
+        "impact_scan",  # tests/test_scan_run.py
     }
     assert {spec.stem for spec in SPECS} == tested
 

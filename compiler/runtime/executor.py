@@ -18,6 +18,10 @@ thread is busy, up to `max_workers` (default 256), and idle threads are reused: 
 whose children all wait at once (`wait_for_flow_run` blocks its thread until the child ends)
 still starts every independent child instead of queueing behind a few blocked waits.
 
+A task that blocks on something other tasks will free (a scan's slot, `ScanSlots`) says so with
+`blocking()`: while it waits it does not count against `max_workers`, so the tasks that free it
+still get a thread.
+
 Kept from `LocalDaskExecutor(scheduler="threads")`: tasks run in threads of this process,
 independent tasks run concurrently, `wait()` resolves futures nested in lists, tuples, sets and
 dict values, and an early exit (an interrupt) cancels what has not started.
@@ -37,6 +41,21 @@ from typing import Any
 from prefect.executors.base import Executor
 
 DEFAULT_MAX_WORKERS = 256
+_CURRENT = threading.local()  # the pool whose thread this is, for blocking()
+
+
+@contextmanager
+def blocking() -> Iterator[None]:
+    """Mark the current task as waiting for other tasks; a no-op outside this executor's threads."""
+    pool = getattr(_CURRENT, "pool", None)
+    if pool is None:
+        yield
+        return
+    pool.blocked(+1)
+    try:
+        yield
+    finally:
+        pool.blocked(-1)
 
 
 class LocalThreadExecutor(Executor):
@@ -125,7 +144,14 @@ class _PriorityThreads:
         self._condition = threading.Condition()
         self._threads: list[threading.Thread] = []
         self._idle = 0  # threads waiting for a job that no put() has claimed yet
+        self._blocked = 0  # threads inside blocking(): not counted against max_workers
         self._closed = False
+
+    def blocked(self, change: int) -> None:
+        with self._condition:
+            self._blocked += change
+            if change > 0 and self._queue and not self._idle:
+                self._start_thread()
 
     def put(self, priority: int, job: Callable[[], None], future: Future) -> None:
         with self._condition:
@@ -137,14 +163,16 @@ class _PriorityThreads:
             if self._idle:
                 self._idle -= 1
                 self._condition.notify()
-            elif len(self._threads) < self.max_workers:
-                thread = threading.Thread(
-                    target=self._work, name=f"flowc-task-{len(self._threads)}", daemon=True
-                )
-                self._threads.append(thread)
-                thread.start()
+            elif len(self._threads) - self._blocked < self.max_workers:
+                self._start_thread()
+
+    def _start_thread(self) -> None:
+        thread = threading.Thread(target=self._work, name=f"flowc-task-{len(self._threads)}", daemon=True)
+        self._threads.append(thread)
+        thread.start()
 
     def _work(self) -> None:
+        _CURRENT.pool = self
         while True:
             with self._condition:
                 while not self._queue and not self._closed:

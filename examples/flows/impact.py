@@ -47,6 +47,7 @@ def compute_outputs(beam: Beam) -> dict[str, float | int]:
         "end_n_particle": len(xs),
         "end_mean_x": mean_x,
         "end_sigma_x": math.sqrt(sxx),
+        "end_sigma_xp": math.sqrt(spp),
         "end_norm_emit_x": float(beam["beta_gamma"]) * emittance,  # type: ignore[arg-type]
     }
 

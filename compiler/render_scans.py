@@ -1,0 +1,161 @@
+"""The prefect1 layout of per-point steps: a scanned step and its for_each descendants.
+
+Points are data: the scan lists are composite parameters, `scan_points` computes the points
+from them when the flow runs, and each per-point step is one mapped `create_flow_run` and one
+mapped `wait_for_flow_run` over them (Prefect 1 mapping), so flow.py is the same size for 6
+points as for 10,000. Mappings from the same scan take the matching point's value (mapped);
+everything else is broadcast (`unmapped`); a step that runs once and maps from a per-point step
+receives the list of every point's value (Prefect's reduce of a mapped task, in map order).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from compiler.plan import MappedInput, Plan, Step
+
+FIRST_POINTS_SHOWN = 4  # in the README
+
+
+def _render() -> Any:
+    from compiler import render  # render imports this module; resolved when called
+
+    return render
+
+
+def point_input_expression(mapped: MappedInput, parent: Step) -> str:
+    """One value per point of the parent: `get_task_run_result.map` (and the db loader, mapped)."""
+    literal = _render().literal
+    result = (
+        f"get_task_run_result.map({parent.run_variable}, unmapped({literal(mapped.task_slug)}), "
+        f"upstream_tasks=[{parent.done_variable}])"
+    )
+    if mapped.map_type == "db":
+        result = f"load_db_result.map({result}, attribute_index=unmapped({literal(list(mapped.attribute_index))}))"
+    return result
+
+
+def point_input_comment(mapped: MappedInput, plan: Plan) -> str:
+    parent = plan.step(mapped.parent)
+    if mapped.per_point:
+        return ", the same point's"
+    return f", gathered: a list, one item per point of {parent.lineage}"
+
+
+def point_step_view(step: Step, plan: Plan) -> dict[str, Any]:
+    """What the template needs for a per-point step beyond a single step's view."""
+    render = _render()
+    literal = render.literal
+    root = plan.step(step.lineage or step.alias)
+    points = root.points_variable
+    per_point = {m.parameter: m.variable for m in step.inputs if m.per_point}
+    fixed = "unmapped({" + ", ".join(
+        f"{literal(name)}: {variable}" for name, variable in step.arguments if name not in per_point
+    ) + "})"
+    values = []
+    if step.scan is not None:
+        axes = ", ".join(f"{literal(axis.parameter)}: {axis.variable}" for axis in step.scan.axes)
+        values.append(
+            {
+                "variable": step.points_variable,
+                "expression": f"scan_points({literal(step.alias)}, {literal(step.scan.mode)}, {{{axes}}}, "
+                f"task_args={{'name': {literal('points of ' + step.alias)}}})",
+            }
+        )
+        parameters = f"point_parameters.map({fixed}, point={points}"
+    else:
+        parent = plan.step(step.for_each or "")
+        mapped_values = ", ".join(f"{literal(name)}: {variable}" for name, variable in per_point.items())
+        spread = f", **{{{mapped_values}}}" if per_point else ""
+        parameters = f"point_parameters.map({fixed}{spread}, upstream_tasks=[{parent.done_variable}]"
+    parameters += f", task_args={{'name': {literal('parameters of ' + step.alias)}}})"
+    values.append(
+        {
+            "variable": step.names_variable,
+            "expression": f"point_names({literal(step.alias)}, {points}, "
+            f"task_args={{'name': {literal('run names of ' + step.alias)}}})",
+        }
+    )
+    values.append({"variable": step.parameters_variable, "expression": parameters})
+    run_handlers = wait_handlers = ""
+    if step.scan is not None and step.scan.max_concurrency is not None:
+        values.append({"variable": step.slots_variable, "expression": f"ScanSlots({step.scan.max_concurrency})"})
+        run_handlers = f", 'state_handlers': [{step.slots_variable}.acquire]"
+        wait_handlers = f", 'state_handlers': [{step.slots_variable}.release]"
+    upstream = [
+        plan.step(alias).done_variable
+        if plan.step(alias).lineage == step.lineage
+        else f"unmapped({plan.step(alias).done_variable})"
+        for alias in step.upstream
+    ]
+    return {
+        "per_point": True,
+        "comments": [*_scan_comments(step, plan), *_depends_comment(step)],
+        "point_values": values,
+        "create": "create_flow_run.map",
+        "wait": "wait_for_flow_run.map",
+        "flow_name": f"unmapped({literal(step.flow_name)})",
+        "project_name": f"unmapped({literal(step.project_name)})",
+        "parameters_expression": step.parameters_variable,
+        "run_name": step.names_variable,
+        "run_task_args": f"{{'name': {literal('run ' + step.alias)}{run_handlers}}}",
+        "wait_task_args": f"{{'name': {literal('wait for ' + step.alias)}{wait_handlers}}}",
+        "raise_final_state": "unmapped(True)",
+        "upstream": upstream,
+    }
+
+
+def _depends_comment(step: Step) -> list[str]:
+    return [f"depends on {', '.join(step.depends_on)} (order only)"] if step.depends_on else []
+
+
+def _scan_comments(step: Step, plan: Plan) -> list[str]:
+    count = plan.point_count(step)
+    if step.scan is not None:
+        axes = " x ".join(axis.parameter for axis in step.scan.axes)
+        order = "first parameter slowest" if step.scan.mode == "grid" else "item by item"
+        lines = [f"scan ({step.scan.mode} over {axes}, {order}): one child run per point, {count} by default"]
+        if step.scan.max_concurrency is not None:
+            lines.append(f"at most {step.scan.max_concurrency} of these runs alive at once (ScanSlots)")
+        return [_render()._comment(line) for line in lines]
+    return [f"for each point of {step.lineage} ({count} by default), after the same point of {step.for_each}"]
+
+
+def scan_rows(plan: Plan) -> list[dict[str, Any]]:
+    """README: one row per scanned step with its axes, point count and first points."""
+    render = _render()
+    rows = []
+    for step in plan.steps:
+        if step.scan is None:
+            continue
+        scan = step.scan
+        first = scan.points(FIRST_POINTS_SHOWN)
+        names = [render._md(_point_label(step.alias, point)) for point in first]
+        more = scan.point_count - len(first)
+        rows.append(
+            {
+                "alias": step.alias,
+                "mode": scan.mode,
+                "axes": ", ".join(
+                    f"`{render._md(axis.name)}` ({len(axis.values)}: `{render._md(json.dumps(list(axis.values)))}`)"
+                    for axis in scan.axes
+                ),
+                "count": scan.point_count,
+                "max_concurrency": scan.max_concurrency or "all",
+                "first": ", ".join(f"`{name}`" for name in names) + (f" and {more} more" if more > 0 else ""),
+                "for_each": ", ".join(f"`{s.alias}`" for s in plan.steps if s.lineage == step.alias and s is not step)
+                or "none",
+            }
+        )
+    return rows
+
+
+def _point_label(alias: str, point: dict[str, Any]) -> str:
+    """As `compiler.runtime.scans.point_name` names the run (without importing the runtime)."""
+    return alias + "[" + ", ".join(f"{k}={json.dumps(v, sort_keys=True, ensure_ascii=False)}" for k, v in point.items()) + "]"
+
+
+def node_suffix(plan: Plan, step: Step) -> str:
+    """` × 6` after a per-point step's name in the graphs."""
+    return f" × {plan.point_count(step)}" if step.per_point else ""

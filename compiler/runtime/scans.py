@@ -1,0 +1,158 @@
+"""Scans at run time: the points of a scanned step, their run names and parameters, and the
+bound on how many of one step's child runs are alive at once.
+
+A generated flow keeps the scan lists as composite parameters (`impact-quad_k`), so the points
+are computed here, from the values the run was given, and the child runs are Prefect mapped
+tasks over them (`create_flow_run.map`); nothing in the generated file grows with the points.
+
+`ScanSlots(n)` bounds a step to n live child runs without a Prefect Cloud concurrency limit: its
+`acquire` state handler (on the mapped `create_flow_run`) blocks a point until a slot is free,
+in point order, and its `release` state handler (on the mapped `wait_for_flow_run`) frees the
+slot once that point's run has ended, whatever its state. The thread that blocks tells
+`LocalThreadExecutor` so (`blocking()`), so the executor starts another thread for the waits
+that will free the slot: no number of points can deadlock it.
+Depends on prefect and the standard library only (Python 3.9+).
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import json
+import math
+import threading
+from typing import Any, Dict, List, Optional
+
+import prefect
+from prefect import task
+from prefect.engine.state import State
+
+from compiler.runtime.executor import blocking
+
+MAX_SCAN_POINTS = 10_000  # per step: DESIGN.md "Scans"
+SCAN_MODES = ("grid", "zip")
+
+
+class ScanError(ValueError):
+    """Scan values that give no points, or too many: the message names the step and the axis."""
+
+
+def expand_points(step: str, mode: str, axes: Dict[str, Any]) -> List[Dict[str, Any]]:
+    """The points of a scan, in order: grid = every combination, the first axis slowest;
+    zip = the i-th value of every axis together."""
+    if mode not in SCAN_MODES:
+        raise ScanError(f"{step}: scan mode {mode!r} is not one of {', '.join(SCAN_MODES)}")
+    names = list(axes)
+    lists = []
+    for name in names:
+        values = axes[name]
+        if not isinstance(values, (list, tuple)):
+            raise ScanError(f"{step}-{name}: a scan takes a list of values, got {values!r}")
+        if not values:
+            raise ScanError(f"{step}-{name}: the list of values is empty")
+        lists.append(list(values))
+    if mode == "zip":
+        lengths = {len(values) for values in lists}
+        if len(lengths) > 1:
+            shown = ", ".join(f"{name} has {len(values)}" for name, values in zip(names, lists))
+            raise ScanError(f"{step}: zip needs lists of one length ({shown})")
+        combinations = zip(*lists)
+        count = len(lists[0]) if lists else 0
+    else:
+        count = math.prod(len(values) for values in lists)
+        combinations = itertools.product(*lists)
+    if count > MAX_SCAN_POINTS:
+        raise ScanError(f"{step}: {count} points; a step runs at most {MAX_SCAN_POINTS}")
+    return [dict(zip(names, values)) for values in combinations]
+
+
+def point_name(step: str, point: Dict[str, Any]) -> str:
+    """`impact[quad_k=0.1, drift_length=1.0]`: a point's run, named from its values."""
+    return step + "[" + ", ".join(f"{name}={_shown(value)}" for name, value in point.items()) + "]"
+
+
+def _shown(value: Any) -> str:
+    try:
+        return json.dumps(value, sort_keys=True, ensure_ascii=False)
+    except (TypeError, ValueError):
+        return repr(value)
+
+
+@task(name="scan_points")
+def scan_points(step: str, mode: str, axes: dict) -> list:
+    """The points of the scanned step `step` from the run's values of its scan parameters."""
+    return expand_points(step, mode, axes)
+
+
+@task(name="point_names")
+def point_names(step: str, points: list) -> list:
+    """One run name per point, for `create_flow_run.map(run_name=...)`."""
+    return [point_name(step, point) for point in points]
+
+
+@task(name="point_parameters")
+def point_parameters(fixed: dict, point: Optional[dict] = None, **values: Any) -> dict:
+    """One point's child parameters: the broadcast ones, the point's own, and the values mapped
+    from the same point of an upstream step."""
+    return {**fixed, **(point or {}), **values}
+
+
+class ScanSlots:
+    """At most `limit` live child runs of one step per composite flow run, granted in point order."""
+
+    def __init__(self, limit: int) -> None:
+        if limit < 1:
+            raise ValueError("max_concurrency must be at least 1")
+        self.limit = limit
+        self._condition = threading.Condition()
+        self._held: Dict[str, set] = {}  # flow run -> map indexes holding a slot
+        self._waiting: Dict[str, list] = {}  # flow run -> heap of map indexes waiting
+
+    def acquire(self, task_: Any, old_state: State, new_state: State) -> State:
+        """State handler for the mapped create_flow_run: block until this point has a slot."""
+        if new_state.is_running():
+            self._acquire(*self._key())
+        elif new_state.is_failed() and not new_state.is_retrying():
+            self._release(*self._key())  # the child never started
+        return new_state
+
+    def release(self, task_: Any, old_state: State, new_state: State) -> State:
+        """State handler for the mapped wait_for_flow_run: the point's run has ended."""
+        if new_state.is_finished() and not new_state.is_mapped():
+            self._release(*self._key())
+        return new_state
+
+    def alive(self, run: str) -> int:
+        with self._condition:
+            return len(self._held.get(run, ()))
+
+    @staticmethod
+    def _key() -> tuple:
+        run = str(prefect.context.get("flow_run_id") or prefect.context.get("flow_run_name") or "")
+        index = prefect.context.get("map_index")
+        return run, -1 if index is None else int(index)
+
+    def _acquire(self, run: str, index: int) -> None:
+        with self._condition:
+            held = self._held.setdefault(run, set())
+            if index in held:
+                return  # a retried create_flow_run keeps its slot
+            waiting = self._waiting.setdefault(run, [])
+            heapq.heappush(waiting, index)
+            if not self._may_start(run, index):
+                with blocking():
+                    while not self._may_start(run, index):
+                        self._condition.wait()
+            heapq.heappop(waiting)
+            held.add(index)
+            self._condition.notify_all()
+
+    def _may_start(self, run: str, index: int) -> bool:
+        return len(self._held[run]) < self.limit and self._waiting[run][0] == index
+
+    def _release(self, run: str, index: int) -> None:
+        with self._condition:
+            held = self._held.get(run)
+            if held is not None and index in held:
+                held.discard(index)
+                self._condition.notify_all()
