@@ -11,6 +11,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import tarfile
 import zipfile
 from pathlib import Path
@@ -257,7 +258,7 @@ def test_json_loads_back_through_prefects_flow_schema(built_json: tuple[Path, di
 def test_json_is_byte_for_byte_what_prefect_build_writes(built_json: tuple[Path, dict]) -> None:
     project, _ = built_json
     result = subprocess.run(
-        ["prefect", "build", "-p", "generated/*/flow.py", "-o", "prefect.json"],
+        [sys.executable, "-m", "prefect", "build", "-p", "generated/*/flow.py", "-o", "prefect.json"],
         cwd=project,
         capture_output=True,
         text=True,

@@ -17,6 +17,7 @@ import json
 import os
 import re
 import socket
+import sys
 import threading
 import uuid
 from collections.abc import Iterator
@@ -237,7 +238,7 @@ def test_prefect_register_agrees_with_flowc_on_the_idempotency_key(
     assert built.returncode == 0, built.stderr
     for source in (["-p", "generated/reverse_order/flow.py"], ["--json", "flows.json"]):
         result = subprocess.run(
-            ["prefect", "register", "--project", "lume", *source],
+            [sys.executable, "-m", "prefect", "register", "--project", "lume", *source],
             cwd=project,
             env=env,
             capture_output=True,

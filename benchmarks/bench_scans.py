@@ -1,0 +1,143 @@
+"""Scans at 10 / 100 / 1,000 points: generate, `prefect build`, `flowc run` to the first child,
+and the run's cost per point against running the same trivial children by hand.
+
+The composition: `s` scanned over `x` (N points), `e` for_each s (taking the same point's value),
+and `g` once, gathering e's results into a list. The child writes the wall-clock time it starts
+and ends into a file of its own, so "to the first child" is measured from the children's side.
+
+    python benchmarks/bench_scans.py [--points 10,100,1000] [--skip-run]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks.synthetic import FLOWC, PREFECT, PROJECT, PYPROJECT  # noqa: E402
+
+CHILD_MODULE = "scan_children"
+CHILD_PY = '''"""scan_children: trivial children that note when they run (benchmarks/bench_scans.py)."""
+
+import json
+import os
+import time
+
+from prefect import Flow, Parameter, task
+from prefect.engine.results import PrefectResult
+
+LOG = os.environ.get("SCAN_BENCH_LOG", "scan-bench.log")
+
+
+@task(name="result", result=PrefectResult(), checkpoint=True)
+def result(x, label):
+    started = time.time()
+    with open(LOG, "a") as log:
+        log.write(json.dumps({"label": label, "x": x, "at": started}) + "\\n")
+    return x * 2 if not isinstance(x, list) else len(x)
+
+
+with Flow("sim") as flow:
+    result(Parameter("x", default=1.0), Parameter("label", default="sim"))
+'''
+
+
+def spec_text(points: int) -> str:
+    values = [round(0.001 * i, 3) for i in range(points)]
+    sim = {"name": "sim", "project_name": PROJECT, "source": f"{CHILD_MODULE}:flow"}
+    flows = [
+        {**sim, "alias": "s", "scan": {"parameters": {"x": values}}},
+        {
+            **sim,
+            "alias": "e",
+            "for_each": "s",
+            "mapped_parameters": {"x": {"parent_flow_name": "s", "parent_task_name": "result"}},
+        },
+        {**sim, "alias": "g", "mapped_parameters": {"x": {"parent_flow_name": "e", "parent_task_name": "result"}}},
+    ]
+    return yaml.safe_dump({"name": f"scan{points}", "project_name": PROJECT, "composing_flows": flows}, sort_keys=False)
+
+
+def make_project(root: Path, points: int) -> Path:
+    root.mkdir(parents=True)
+    (root / "pyproject.toml").write_text(PYPROJECT)
+    (root / f"{CHILD_MODULE}.py").write_text(CHILD_PY)
+    (root / "specs").mkdir()
+    (root / "specs" / f"scan{points}.yaml").write_text(spec_text(points))
+    return root
+
+
+def timed(command: list[str], cwd: Path, env: dict[str, str]) -> float:
+    started = time.perf_counter()
+    done = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True)
+    elapsed = time.perf_counter() - started
+    if done.returncode != 0:
+        raise SystemExit(f"{' '.join(command)} failed ({done.returncode}):\n{done.stdout}\n{done.stderr[-3000:]}")
+    return elapsed
+
+
+BY_HAND = f'''
+import json, sys, time
+sys.path.insert(0, ".")
+from {CHILD_MODULE} import flow
+values = json.loads(sys.argv[1])
+results = []
+for x in values:
+    s = flow.run(parameters={{"x": x, "label": "s"}})
+    value = [v.result for t, v in s.result.items() if t.name == "result"][0]
+    e = flow.run(parameters={{"x": value, "label": "e"}})
+    results.append([v.result for t, v in e.result.items() if t.name == "result"][0])
+flow.run(parameters={{"x": results, "label": "g"}})
+'''
+
+
+def bench(points: int, skip_run: bool) -> dict[str, float]:
+    root = make_project(Path(tempfile.mkdtemp(prefix="flowc-bench-scans-")) / "p", points)
+    env = {**os.environ, "PYTHONPATH": str(root), "SCAN_BENCH_LOG": str(root / "run.log")}
+    env["FLOWC_RESULTS_DB"] = f"sqlite:///{root / 'results.db'}"
+    row: dict[str, float] = {"points": points}
+    timed([*FLOWC, "lock"], root, env)
+    row["generate_s"] = timed([*FLOWC, "generate"], root, env)
+    flow_py = root / "generated" / f"scan{points}" / "flow.py"
+    row["flow_py_bytes"] = flow_py.stat().st_size
+    row["prefect_build_s"] = timed([*PREFECT, "build", "-p", str(flow_py), "-o", str(root / "flows.json")], root, env)
+    if skip_run:
+        return row
+    started = time.time()
+    row["flowc_run_s"] = timed([*FLOWC, "run", f"specs/scan{points}.yaml", "--json"], root, env)
+    starts = [json.loads(line)["at"] for line in (root / "run.log").read_text().splitlines()]
+    assert len(starts) == 2 * points + 1, len(starts)
+    row["to_first_child_s"] = min(starts) - started
+    (root / "run.log").unlink()
+    values = json.dumps([round(0.001 * i, 3) for i in range(points)])
+    row["by_hand_s"] = timed([sys.executable, "-c", BY_HAND, values], root, env)
+    row["ratio"] = row["flowc_run_s"] / row["by_hand_s"]
+    row["run_per_point_ms"] = 1000 * row["flowc_run_s"] / points
+    row["by_hand_per_point_ms"] = 1000 * row["by_hand_s"] / points
+    return row
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--points", default="10,100,1000")
+    parser.add_argument("--skip-run", action="store_true", help="only generate and prefect build")
+    args = parser.parse_args()
+    rows = [bench(int(n), args.skip_run) for n in args.points.split(",")]
+    keys = list(rows[0])
+    print(" | ".join(keys))
+    for row in rows:
+        print(" | ".join(f"{row[k]:.3g}" if isinstance(row[k], float) else str(row[k]) for k in keys))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
