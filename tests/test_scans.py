@@ -133,17 +133,19 @@ def test_run_names_in_the_readme_are_the_runtime_names() -> None:
 
 
 def test_scan_slots_bound_live_points_without_deadlock_on_few_threads() -> None:
-    """100 points, two slots, four executor threads: every point runs, never more than two alive."""
+    """100 points, two slots, four executor threads: every point runs, in point order, never more
+    than two alive."""
     from prefect import Flow, task
 
     from compiler.runtime import LocalThreadExecutor, ScanSlots
 
-    alive, peak, lock = [0], [0], threading.Lock()
+    alive, peak, order, lock = [0], [0], [], threading.Lock()
 
     @task
     def start(point: int) -> int:
         with lock:
             alive[0] += 1
+            order.append(point)
             peak[0] = max(peak[0], alive[0])
         return point
 
@@ -169,3 +171,4 @@ def test_scan_slots_bound_live_points_without_deadlock_on_few_threads() -> None:
     assert done.wait(120), "ScanSlots deadlocked the executor"
     assert result[0].is_successful()
     assert peak[0] == 2 and alive[0] == 0
+    assert order == list(range(100))

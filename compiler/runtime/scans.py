@@ -16,7 +16,6 @@ Depends on prefect and the standard library only (Python 3.9+).
 
 from __future__ import annotations
 
-import heapq
 import itertools
 import json
 import math
@@ -98,7 +97,12 @@ def point_parameters(fixed: dict, point: Optional[dict] = None, **values: Any) -
 
 
 class ScanSlots:
-    """At most `limit` live child runs of one step per composite flow run, granted in point order."""
+    """At most `limit` live child runs of one step per composite flow run, started in point order.
+
+    Every point's create_flow_run passes through this handler once it leaves Pending: Running
+    (it takes the next slot in point order) or a finished state without running (TriggerFailed,
+    Skipped: it gives up its turn), so the turn always moves on.
+    """
 
     def __init__(self, limit: int) -> None:
         if limit < 1:
@@ -106,20 +110,25 @@ class ScanSlots:
         self.limit = limit
         self._condition = threading.Condition()
         self._held: Dict[str, set] = {}  # flow run -> map indexes holding a slot
-        self._waiting: Dict[str, list] = {}  # flow run -> heap of map indexes waiting
+        self._passed: Dict[str, set] = {}  # flow run -> map indexes past their turn
+        self._turn: Dict[str, int] = {}  # flow run -> the lowest index not past its turn
 
     def acquire(self, task_: Any, old_state: State, new_state: State) -> State:
-        """State handler for the mapped create_flow_run: block until this point has a slot."""
+        """State handler for the mapped create_flow_run: block until this point's turn and a slot."""
+        key = self._key()
+        if key is None:
+            return new_state  # the mapped task itself, not one of its points
         if new_state.is_running():
-            self._acquire(*self._key())
-        elif new_state.is_failed() and not new_state.is_retrying():
-            self._release(*self._key())  # the child never started
+            self._acquire(*key)
+        elif new_state.is_failed() or new_state.is_skipped():
+            self._release(*key)  # the child never started (or its creation failed)
         return new_state
 
     def release(self, task_: Any, old_state: State, new_state: State) -> State:
         """State handler for the mapped wait_for_flow_run: the point's run has ended."""
-        if new_state.is_finished() and not new_state.is_mapped():
-            self._release(*self._key())
+        key = self._key()
+        if key is not None and new_state.is_finished():
+            self._release(*key)
         return new_state
 
     def alive(self, run: str) -> int:
@@ -127,32 +136,37 @@ class ScanSlots:
             return len(self._held.get(run, ()))
 
     @staticmethod
-    def _key() -> tuple:
-        run = str(prefect.context.get("flow_run_id") or prefect.context.get("flow_run_name") or "")
+    def _key() -> Optional[tuple]:
         index = prefect.context.get("map_index")
-        return run, -1 if index is None else int(index)
+        if index is None:
+            return None
+        return str(prefect.context.get("flow_run_id") or prefect.context.get("flow_run_name") or ""), int(index)
 
     def _acquire(self, run: str, index: int) -> None:
         with self._condition:
             held = self._held.setdefault(run, set())
-            if index in held:
+            if index in held or index in self._passed.get(run, ()):
                 return  # a retried create_flow_run keeps its slot
-            waiting = self._waiting.setdefault(run, [])
-            heapq.heappush(waiting, index)
             if not self._may_start(run, index):
                 with blocking():
                     while not self._may_start(run, index):
                         self._condition.wait()
-            heapq.heappop(waiting)
             held.add(index)
-            self._condition.notify_all()
+            self._pass(run, index)
 
     def _may_start(self, run: str, index: int) -> bool:
-        return len(self._held[run]) < self.limit and self._waiting[run][0] == index
+        return len(self._held[run]) < self.limit and self._turn.get(run, 0) >= index
+
+    def _pass(self, run: str, index: int) -> None:
+        passed = self._passed.setdefault(run, set())
+        passed.add(index)
+        turn = self._turn.get(run, 0)
+        while turn in passed:
+            turn += 1
+        self._turn[run] = turn
+        self._condition.notify_all()
 
     def _release(self, run: str, index: int) -> None:
         with self._condition:
-            held = self._held.get(run)
-            if held is not None and index in held:
-                held.discard(index)
-                self._condition.notify_all()
+            self._held.setdefault(run, set()).discard(index)
+            self._pass(run, index)
