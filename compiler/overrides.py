@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from compiler.diagnostics import CompileError, did_you_mean
+from compiler.scanplan import scan_value_problems
 from compiler.values import ValueRejected, normalize, type_mismatch
 
 if TYPE_CHECKING:
@@ -110,6 +111,8 @@ def parse_overrides(params: tuple[str, ...], plan: Plan) -> dict[str, Any]:
                 f"missing required parameter {parameter.name!r} "
                 f"(pass -p {parameter.name}=VALUE; {parameter.step}'s flow has no default for it)"
             )
+    if not problems:
+        problems += scan_value_problems(plan, overrides)  # the points those lists make
     if problems:
         raise click.UsageError("\n".join(problems))
     return overrides

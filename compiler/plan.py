@@ -516,7 +516,7 @@ class _Planner:
                     key=True,
                 )
         check_scan(index, flow, interface, self.error)
-        scan = scan_axes(alias, flow, _variable)
+        scan = scan_axes(alias, flow, interface, _variable)
         scanned = {axis.parameter: axis for axis in scan.axes} if scan else {}
         mapped_names = {m.parameter for m in inputs} | set(flow.mapped_parameters)
         composite = []

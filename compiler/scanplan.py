@@ -30,6 +30,7 @@ class ScanAxis:
     name: str
     variable: str
     values: tuple[Any, ...]
+    child_default: Any = None  # the child's own default: what a value must fit
 
 
 @dataclass(frozen=True)
@@ -140,11 +141,61 @@ def check_scan(
                 )
 
 
-def scan_axes(alias: str, flow: ComposingFlow, variable: Callable[[str, str], str]) -> Scan | None:
+def scan_axes(
+    alias: str, flow: ComposingFlow, interface: FlowInterface | None, variable: Callable[[str, str], str]
+) -> Scan | None:
     if flow.scan is None:
         return None
+    known = {p.name: p.default for p in interface.parameters} if interface else {}
     axes = tuple(
-        ScanAxis(parameter=name, name=f"{alias}-{name}", variable=variable(alias, name), values=tuple(values))
+        ScanAxis(
+            parameter=name,
+            name=f"{alias}-{name}",
+            variable=variable(alias, name),
+            values=tuple(values),
+            child_default=known.get(name),
+        )
         for name, values in flow.scan.parameters.items()
     )
     return Scan(mode=flow.scan.mode, axes=axes, max_concurrency=flow.scan.max_concurrency)
+
+
+def scan_value_problems(plan: Any, overrides: dict[str, Any]) -> list[str]:
+    """Problems with the scan lists a run is given, for every scanned step of `plan`."""
+    problems = []
+    for step in plan.steps:
+        if step.scan is not None and any(axis.name in overrides for axis in step.scan.axes):
+            problems += [f"{step.alias}: {p}" if not p.startswith("-p ") else p for p in check_run_values(step.scan, overrides)]
+    return problems
+
+
+def check_run_values(scan: Scan, values: dict[str, Any]) -> list[str]:
+    """Problems with the lists a run gives a scan (`-p impact-quad_k=[...]`), one message each;
+    `values` holds every axis's list by composite parameter name."""
+    problems = []
+    lengths = {}
+    for axis in scan.axes:
+        given = values.get(axis.name, list(axis.values))
+        if not isinstance(given, list):
+            problems.append(f"-p {axis.name}: a scanned parameter takes a list of values, e.g. [0.1, 0.5]")
+            continue
+        if not given:
+            problems.append(f"-p {axis.name}: the list of values is empty")
+            continue
+        lengths[axis.name] = len(given)
+        for value in given:
+            if not value_fits(value, axis.child_default):
+                problems.append(
+                    f"-p {axis.name}: {value!r} is {_kind(value)}, but the child's default is "
+                    f"{_kind(axis.child_default)} ({axis.child_default!r})"
+                )
+                break
+    if problems or not lengths:
+        return problems
+    if scan.mode == "zip" and len(set(lengths.values())) > 1:
+        shown = ", ".join(f"{name} has {n}" for name, n in lengths.items())
+        return [f"zip needs lists of one length ({shown})"]
+    count = min(lengths.values()) if scan.mode == "zip" else math.prod(lengths.values())
+    if count > MAX_SCAN_POINTS:
+        return [f"{count} points; a step runs at most {MAX_SCAN_POINTS}"]
+    return []

@@ -55,3 +55,17 @@ def test_impact_scan_runs_every_point_and_gathers_them_in_order(project: Path) -
 def test_a_run_parameter_changes_the_grid_without_regenerating(project: Path) -> None:
     summary = run_json(project, "impact_scan", "impact-quad_k=[0.1, 0.25]", "impact-drift_length=[3.0]")
     check_impact_scan(project, summary, [0.1, 0.25], [3.0])
+
+
+def test_bad_scan_lists_on_the_command_line_are_usage_errors_before_anything_runs(project: Path) -> None:
+    from tests.helpers import flowc
+
+    for value, message in (
+        ("[]", "-p impact-quad_k: the list of values is empty"),
+        ("0.5", "-p impact-quad_k: expected a list"),
+        ("[1, x]", "-p impact-quad_k: 'x' is a string, but the child's default is a number (0.5)"),
+        ("[" + ", ".join(["0.1"] * 5001) + "]", "impact: 10002 points; a step runs at most 10000"),
+    ):
+        done = flowc("run", "specs/impact_scan.yaml", "-p", f"impact-quad_k={value}", cwd=project)
+        assert done.returncode == 2 and message in done.stderr, done.stderr
+    assert not (project / ".flowc" / "files").exists()  # distgen never ran
