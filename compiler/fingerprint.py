@@ -26,7 +26,7 @@ TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
 TEMPLATE_NAMES = ("flow.py.j2", "Dockerfile.j2", "README.md.j2")
 # Every image holds the runtime (from flowc's own wheel), so its source is an input of the image tag.
 PACKAGE_DIR = Path(__file__).resolve().parent
-RUNTIME_SOURCES = ("__init__.py", "runtime/*.py")
+RUNTIME_SOURCES = ("__init__.py", "keys.py", "runtime/*.py")
 
 _HEADER = re.compile(
     r"(?:# |<!-- )flowc: inputs=(?P<inputs>sha256:[0-9a-f]{64}) output=(?P<output>sha256:[0-9a-f]{64})"

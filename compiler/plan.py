@@ -10,7 +10,7 @@ import keyword
 import re
 from dataclasses import dataclass, replace
 from functools import cached_property
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator, Mapping
 
 from compiler.diagnostics import CompileError, Diagnostic, did_you_mean
 from compiler.lock import FlowInterface, Lock
@@ -100,6 +100,8 @@ class Step:
     scan: Scan | None = None
     for_each: str | None = None
     lineage: str | None = None
+    # The lock's digest of the child's source closure: its version in run keys (compiler.keys).
+    source_digest: str | None = None
 
     @property
     def per_point(self) -> bool:
@@ -193,6 +195,35 @@ class Plan:
     @cached_property
     def _steps_by_alias(self) -> dict[str, Step]:
         return {step.alias: step for step in self.steps}
+
+
+def child_parameters(step: Step, composite: Mapping[str, Any], mapped: Mapping[str, Any]) -> dict[str, Any]:
+    """The parameters the step's child run is started with, as the generated flow passes them:
+    composite parameters by their `alias-param` name, mapped values by child parameter."""
+    by_variable = {p.variable: composite[p.name] for p in step.parameters}
+    by_variable.update({m.variable: mapped[m.parameter] for m in step.inputs})
+    return {name: by_variable[variable] for name, variable in step.arguments}
+
+
+def step_keys(
+    plan: Plan,
+    composite: Mapping[str, Any],
+    version: Callable[[Step], str | None],
+    mapped_value: Callable[[Step, MappedInput, Mapping[str, str]], Any],
+) -> dict[str, str]:
+    """Every (unscanned) step's run key (compiler.keys), in plan order, without running anything.
+
+    `composite`: every composite parameter's value; `version(step)`: the child's version;
+    `mapped_value(step, mapped, keys)`: the value a mapping passes, given the keys so far.
+    """
+    from compiler.keys import child_identity, run_key
+
+    keys: dict[str, str] = {}
+    for step in plan.steps:
+        mapped = {m.parameter: mapped_value(step, m, keys) for m in step.inputs}
+        identity = child_identity(step.project_name, step.flow_name, version(step))
+        keys[step.alias] = run_key(identity, child_parameters(step, composite, mapped))
+    return keys
 
 
 def build_plan(parsed: ParsedSpec, lock: Lock, inputs_digest: str) -> Plan:
@@ -586,6 +617,7 @@ class _Planner:
             timeout_s=None if flow.timeout is None else duration_seconds(flow.timeout),
             deployment=flow.deployment,
             scan=scan,
+            source_digest=interface.source_digest if interface else None,
         )
 
     def _position(self, order: list[int]) -> dict[int, int]:

@@ -1,6 +1,6 @@
 """`flowc runtime`: flowc's runtime as a distribution of its own, for child-flow interpreters.
 
-The runtime (`compiler/__init__.py` and `compiler/runtime/**`) needs Prefect 1 and the standard
+The runtime (`compiler/__init__.py`, `compiler/keys.py` and `compiler/runtime/**`) needs Prefect 1 and the standard
 library only, and runs on Python 3.9-3.11; flowc itself needs 3.10+ and pydantic 2. So the
 interpreter named by `[tool.flowc] python` (LUME-services' is 3.9 with pydantic 1.9) gets the
 runtime alone: `flowc runtime install --python PATH` builds the wheel `flowc-runtime` from
@@ -62,7 +62,8 @@ def package_root() -> Path:
 def runtime_sources(root: Path | None = None) -> list[tuple[str, bytes]]:
     """(path inside the wheel, content) of every file of the runtime, sorted."""
     root = root or package_root()
-    files = [root / "__init__.py"]
+    # keys.py: the run keys, which the runtime's run_child_flow computes (standard library only).
+    files = [root / "__init__.py", root / "keys.py"]
     files += sorted(
         path
         for path in (root / "runtime").rglob("*.py")

@@ -27,7 +27,7 @@ def test_the_wheel_holds_the_runtime_alone_and_is_reproducible(tmp_path: Path) -
         names = archive.namelist()
         packaged = sorted(n for n in names if not n.startswith("flowc_runtime-"))
         expected = sorted(
-            ["compiler/__init__.py"]
+            ["compiler/__init__.py", "compiler/keys.py"]
             + [p.relative_to(REPO).as_posix() for p in (REPO / "compiler" / "runtime").rglob("*.py")]
         )
         assert packaged == expected
