@@ -184,7 +184,7 @@ def check(specs: tuple[str, ...], style: str, stat: bool) -> None:
     2 usage errors.
     """
     from compiler.diffview import show_changes
-    from compiler.lock import drifted, ensure_importable, render_lock
+    from compiler.lock import drifted, render_lock
     from compiler.output import build_tree, load_lock, stale_files
 
     project = _project()
@@ -198,8 +198,7 @@ def check(specs: tuple[str, ...], style: str, stat: bool) -> None:
     stale = stale_files(project, tree)
     changes = [(item.path, item.current, item.expected) for item in stale]
     problems = [item.diagnostic() for item in stale]
-    ensure_importable(project.root)
-    drift = drifted(lock)
+    drift = drifted(lock, project.root, project.python)
     lock_display = project.relative(project.lock_path)
     lock_text = project.lock_path.read_text(encoding="utf-8") if project.lock_path.exists() else ""
     for key, changes_of_flow in sorted(drift.changes.items()):
@@ -240,7 +239,8 @@ def _lock_line(lock_text: str, key: str) -> int:
 
 
 @main.command()
-def lock() -> None:
+@click.option("--check", "check_only", is_flag=True, help="Re-capture every interface, write nothing; exit 1 with a diff when the lock differs.")
+def lock(check_only: bool) -> None:
     """(Re)write the lock from each composing flow's source (or the Prefect backend).
 
     Run it before `flowc generate` whenever a spec names a new child flow or a child's
@@ -250,26 +250,15 @@ def lock() -> None:
     Examples:
       flowc lock            # writes specs/flows.lock.yaml (or says it is up to date)
       flowc lock -q && flowc generate
-    Exit codes: 0 written or up to date; 1 spec errors or a source that cannot be captured.
+      flowc lock --check    # CI: re-capture, write nothing; a diff and exit 1 when the lock differs
+    Exit codes: 0 written or up to date; 1 spec errors, a source that cannot be captured, or
+    (--check) a lock that differs.
     """
-    from compiler.lock import Wanted, ensure_importable, relock, render_lock
-    from compiler.output import load_lock
-    from compiler.spec import parse_spec
+    from compiler.lock import relock, render_lock, wanted_flows
+    from compiler.output import atomic_write, load_lock, unified_diff
 
     project = _project()
-    ensure_importable(project.root)
-    problems: list[Diagnostic] = []
-    wanted: list[Wanted] = []
-    for path in project.spec_files():
-        display = project.relative(path)
-        try:
-            parsed = parse_spec(path.read_text(encoding="utf-8"), display)
-        except CompileError as error:
-            problems.extend(error.diagnostics)
-            continue
-        for index, flow in enumerate(parsed.spec.composing_flows):
-            where = parsed.where.at(("composing_flows", index, "source" if flow.source else "name"), "")
-            wanted.append(Wanted(flow.project_name, flow.name, flow.source, where))
+    wanted, problems = wanted_flows(project)
     try:
         current = load_lock(project)
     except CompileError as error:
@@ -277,18 +266,34 @@ def lock() -> None:
         current = None
     if problems:
         _fail(problems, "text")
-    flows, problems = relock(wanted, current)
-    if problems:
-        _fail(problems, "text")
+    relocked = relock(wanted, current, project.root, project.python)
+    for note in relocked.notes:
+        console.note(note)
+    if relocked.problems:
+        _fail(relocked.problems, "text")
+    flows = relocked.flows
     text = render_lock(flows)
     display = project.relative(project.lock_path)
-    if project.lock_path.exists() and project.lock_path.read_text(encoding="utf-8") == text:
+    before = project.lock_path.read_text(encoding="utf-8") if project.lock_path.is_file() else None
+    if before == text:
         console.info(f"{display} is up to date ({len(flows)} flows)")
         return
-    from compiler.output import atomic_write
-
-    atomic_write(project.lock_path, text)
+    if check_only:
+        console.out(unified_diff(display, before, text), nl=False)
+        line = _first_difference(before or "", text)
+        console.error(f"{display}:{line}:1: error: the lock differs from what its sources give now; run `flowc lock`")
+        sys.exit(1)
+    try:
+        atomic_write(project.lock_path, text)
+    except OSError as error:
+        console.error(f"{display}:1:1: error: cannot write the lock: {error.strerror or error}; it is unchanged")
+        sys.exit(1)
     console.info(f"wrote {display} ({len(flows)} flows)")
+
+
+def _first_difference(before: str, after: str) -> int:
+    old, new = before.splitlines(), after.splitlines()
+    return next((i for i, (a, b) in enumerate(zip(old, new), start=1) if a != b), min(len(old), len(new)) + 1)
 
 
 @main.command()

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence, Union
 
 from compiler.diagnostics import CompileError, Diagnostic
 from compiler.fingerprint import inputs_digest, spec_data
-from compiler.lock import Lock
+from compiler.lockfile import Lock
 
 if TYPE_CHECKING:
     from compiler.plan import Plan

@@ -17,7 +17,7 @@ from compiler.compile import compile_specs, lock_entries
 from compiler.config import Project
 from compiler.diagnostics import Diagnostic
 from compiler.fingerprint import edited_by_hand, inputs_digest, is_intact, read_header, spec_data
-from compiler.lock import Lock, read_lock_file
+from compiler.lockfile import Lock, read_lock_file
 
 GENERATED_FILES = ("flow.py", "Dockerfile", "README.md")
 ProgressHook = Callable[[int], Callable[[], None]]  # total stale specs -> a tick per compiled one

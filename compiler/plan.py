@@ -13,7 +13,7 @@ from functools import cached_property
 from typing import Any, Callable, Iterator, Mapping
 
 from compiler.diagnostics import CompileError, Diagnostic, did_you_mean
-from compiler.lock import FlowInterface, Lock
+from compiler.lockfile import NOWHERE, ONE_MACHINE, FlowInterface, Lock
 from compiler.values import ValueRejected, normalize
 from compiler.scanplan import POINT_PARAMETER_NAMES, Scan, check_scan, scan_axes
 from compiler.spec import ComposingFlow, MappedParameter, ParsedSpec, Path, duration_seconds
@@ -74,6 +74,9 @@ class MappedInput:
     # of a per-point step into a list in point order.
     per_point: bool = False
     gathered: bool = False
+    # Said beside the mapping in flow.py and README.md: a LocalResult needs the children's files
+    # on one machine (`flowc run`, a local agent, a shared volume).
+    note: str | None = None
 
 
 @dataclass(frozen=True)
@@ -246,6 +249,7 @@ class _Planner:
         flows = self.spec.composing_flows
         aliases = self._aliases(flows)
         interfaces = {i: self._interface(i, flow) for i, flow in enumerate(flows)}
+        self._check_sources(flows, interfaces)
         upstream: dict[int, dict[int, Path]] = {i: {} for i in range(len(flows))}
         steps_inputs: dict[int, tuple[MappedInput, ...]] = {}
         for_each: dict[int, int] = {}
@@ -346,6 +350,26 @@ class _Planner:
             )
         return interface
 
+    def _check_sources(self, flows: list[ComposingFlow], interfaces: dict[int, FlowInterface | None]) -> None:
+        """One flow has one source: in this spec, and the one the lock captured it from."""
+        first: dict[str, int] = {}
+        for index, flow in enumerate(flows):
+            if not flow.source:
+                continue
+            path: Path = ("composing_flows", index, "source")
+            seen = first.setdefault(flow.lock_key, index)
+            if flows[seen].source != flow.source:
+                self.error(
+                    path,
+                    f"{flow.lock_key} has source {flow.source!r} here but {flows[seen].source!r} in "
+                    f"composing_flows[{seen}]; one flow has one source (compose another flow name for another source)",
+                )
+                continue
+            locked = interfaces[index]
+            if locked is not None and locked.source != flow.source:
+                captured = f"from {locked.source!r}" if locked.source else "from the Prefect backend"
+                self.error(path, f"the lock captured {flow.lock_key} {captured}, not {flow.source!r}; run `flowc lock`")
+
     # Mappings ---------------------------------------------------------------------------------
 
     def _mapped_input(
@@ -397,7 +421,7 @@ class _Planner:
         task = self._parent_task(mapped, path, parent_flow, interfaces[parent_index])
         if task is None or not ok:
             return parent_index, _placeholder(param_name, flow.step_name, parent_flow.step_name, mapped)
-        task_name, task_slug = task
+        task_name, task_slug, note = task
         return parent_index, MappedInput(
             parameter=param_name,
             variable=_variable(flow.step_name, param_name),
@@ -406,11 +430,14 @@ class _Planner:
             task_slug=task_slug,
             map_type=mapped.map_type,
             attribute_index=attribute_index,
+            note=note,
         )
 
     def _parent_task(
         self, mapped: MappedParameter, path: Path, parent_flow: ComposingFlow, parent: FlowInterface | None
-    ) -> tuple[str, str] | None:
+    ) -> tuple[str, str, str | None] | None:
+        """(task name, slug, note) of the value a mapping takes: a task's persisted result, or
+        one of the parent's Parameters (Prefect persists those as PrefectResult)."""
         if (mapped.parent_task_name is None) == (mapped.parent_task_slug is None):
             which = "both" if mapped.parent_task_name else "neither"
             self.error(path, f"give exactly one of parent_task_name and parent_task_slug ({which} given)")
@@ -418,43 +445,51 @@ class _Planner:
         if parent is None:
             return None
         parent_label = parent_flow.step_name
-        if mapped.parent_task_slug is not None:
-            slug = mapped.parent_task_slug
-            task = parent.task_with_slug(slug)
-            if task is None:
-                slugs = [s for t in parent.tasks for s in t.slugs]
-                self.error(
-                    path + ("parent_task_slug",),
-                    f"flow {parent_label!r} has no task with slug {slug!r}{did_you_mean(slug, slugs)}",
-                )
-                return None
-        else:
-            task_name = mapped.parent_task_name or ""
-            task = parent.task_named(task_name)
-            if task is None:
-                names = [t.name for t in parent.tasks]
-                self.error(
-                    path + ("parent_task_name",),
-                    f"flow {parent_label!r} has no task {task_name!r}{did_you_mean(task_name, names)}",
-                )
-                return None
-            if len(task.slugs) > 1:
-                self.error(
-                    path + ("parent_task_name",),
-                    f"task {task_name!r} of {parent_label!r} has several slugs ({', '.join(task.slugs)}); "
-                    "choose one with parent_task_slug",
-                )
-                return None
-            slug = task.slugs[0]
-        if not task.persists_result:
-            kind = task.result_type or "no result"
+        by_slug = mapped.parent_task_slug is not None
+        key = path + ("parent_task_slug" if by_slug else "parent_task_name",)
+        wanted = (mapped.parent_task_slug if by_slug else mapped.parent_task_name) or ""
+        task = parent.task_with_slug(wanted) if by_slug else parent.task_named(wanted)
+        parameter = parent.parameter(wanted)
+        if task is None and parameter is not None:
+            return parameter.name, parameter.name, None
+        if task is None:
+            if by_slug:
+                slugs = [s for t in parent.tasks for s in t.slugs] + [p.name for p in parent.parameters]
+                self.error(key, f"flow {parent_label!r} has no task with slug {wanted!r}{did_you_mean(wanted, slugs)}")
+            else:
+                names = [t.name for t in parent.tasks] + [p.name for p in parent.parameters]
+                self.error(key, f"flow {parent_label!r} has no task {wanted!r}{did_you_mean(wanted, names)}")
+            return None
+        if not by_slug and parameter is not None:
             self.error(
-                path + ("parent_task_slug" if mapped.parent_task_slug else "parent_task_name",),
-                f"task {task.name!r} of {parent_label!r} does not persist a result another flow run can load "
-                f"({kind}); give it result=PrefectResult() (or another shared Result) and checkpoint=True",
+                key,
+                f"{parent_label!r} has both a task and a parameter named {wanted!r}; choose one with parent_task_slug "
+                f"({', '.join(task.slugs)} for the task, {wanted} for the parameter)",
             )
             return None
-        return task.name, slug
+        if not by_slug and len(task.slugs) > 1:
+            self.error(
+                key,
+                f"task {wanted!r} of {parent_label!r} has several slugs ({', '.join(task.slugs)}); "
+                "choose one with parent_task_slug",
+            )
+            return None
+        slug = wanted if by_slug else task.slugs[0]
+        result = task.slug_result(slug)
+        if result.loadable == NOWHERE:
+            kind = "checkpoint=False" if not result.checkpoint else (result.result or "no result")
+            label = f"task {task.name!r}" + (f" ({slug})" if len(task.slugs) > 1 else "")
+            self.error(
+                key,
+                f"{label} of {parent_label!r} does not persist a result another flow run can load "
+                f"({kind}); give it result=PrefectResult() (or a Result with a location: S3Result, GCSResult, "
+                "LocalResult on one machine) and do not disable checkpointing",
+            )
+            return None
+        note = None
+        if result.loadable == ONE_MACHINE:
+            note = f"{result.result}: needs the children's files on one machine (flowc run, a local agent, a shared volume)"
+        return task.name, slug, note
 
     # Scans ------------------------------------------------------------------------------------
 

@@ -174,6 +174,8 @@ def _input_view(step: Step, mapped: MappedInput, plan: Plan) -> dict[str, str]:
     )
     if mapped.map_type == "db":
         result = f"load_db_result({result}, attribute_index={literal(list(mapped.attribute_index))})"
+    if mapped.note:
+        comment += f"; {mapped.note}"
     return {"variable": mapped.variable, "expression": result, "comment": _comment(comment + ")")}
 
 
@@ -233,6 +235,12 @@ def _readme_view(plan: Plan) -> dict[str, Any]:
             }
             for step in plan.steps
             for m in step.inputs
+        ],
+        "mapping_notes": [
+            _md(f"{step.alias}.{m.parameter} <- {m.parent}.{m.task_slug}: {m.note}")
+            for step in plan.steps
+            for m in step.inputs
+            if m.note
         ],
         "image": plan.image,
         "base_image": plan.base_image,

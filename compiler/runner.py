@@ -31,7 +31,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from compiler.config import Project
 from compiler.diagnostics import CompileError, format_diagnostics
-from compiler.lock import Lock
+from compiler.lockfile import Lock
 from compiler.overrides import parse_overrides, parse_value  # noqa: F401 - parse_value: the -p reader
 
 if TYPE_CHECKING:
@@ -186,7 +186,7 @@ def prepare_run(project: Project, spec_path: Path, params: tuple[str, ...]) -> P
     overrides = parse_overrides(params, plan)
     flow_path, flow_bytes = _current_flow_file(project, spec_path, plan, lock)
     ensure_importable(project.root)
-    _check_lock_is_current(plan, lock)
+    _check_lock_is_current(plan, lock, project)
     child_flows = _import_children(plan, spec_display)
     parameters = {p.name: p.default for p in plan.parameters}
     parameters.update(overrides)
@@ -229,13 +229,13 @@ def _current_flow_file(project: Project, spec_path: Path, plan: Plan, lock: Lock
     return path, data
 
 
-def _check_lock_is_current(plan: Plan, lock: Lock) -> None:
+def _check_lock_is_current(plan: Plan, lock: Lock, project: Project) -> None:
     """A child whose interface changed since the lock would be called with the wrong parameters."""
     from compiler.lock import drifted
 
     keys = {f"{step.project_name}/{step.flow_name}" for step in plan.steps}
     mine = Lock(path=lock.path, flows={k: v for k, v in lock.flows.items() if k in keys})
-    drift = drifted(mine)
+    drift = drifted(mine, project.root, project.python)
     problems = [f"{lock.path}: error: {error}" for error in drift.errors]
     if drift.lock is not None:
         for key in sorted(keys):

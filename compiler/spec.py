@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import bisect
 import math
 import re
 from dataclasses import dataclass, field
@@ -21,11 +20,13 @@ from pydantic import (
 )
 
 from compiler.diagnostics import CompileError, Diagnostic, did_you_mean
+from compiler.lockfile import SOURCE
 from compiler.values import MAX_INT_DIGITS, ValueRejected, non_string_key_message, normalize, rejected_type_message
 from compiler.yamlsafe import (  # bounds that keep hostile YAML cheap to reject
     MAX_DEPTH,
     MAX_NODES,
     MAX_SPEC_BYTES,
+    Lines,
     SeveralDocumentsError,
     YamlLimitError,
     compose_bounded,
@@ -46,7 +47,7 @@ MAX_IMAGE_NAME_LENGTH = 255  # Docker's limit for an image name (registry and pa
 PREFECT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9 ._-]{0,99}\Z")
 LABEL = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/-]{0,62}\Z")
 TASK_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9 ._:/<>-]{0,199}\Z")
-MODULE_ATTR = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*\Z")
+MODULE_ATTR = SOURCE  # module:attribute (a module may start with a digit) or a .py path:attribute
 ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 # Docker's reference grammar, restricted to what a Dockerfile FROM line can hold safely.
 _DOMAIN = r"(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*(?::[0-9]+)?/)"
@@ -159,9 +160,12 @@ Identifier = Annotated[
     StrictStr, _schema_pattern(IDENTIFIER), _matching(IDENTIFIER, "name (letters, digits, '_'; starts with a letter)"), AfterValidator(_short_name)
 ]
 PrefectName = Annotated[StrictStr, _schema_pattern(PREFECT_NAME), _matching(PREFECT_NAME, "Prefect name (letters, digits, ' ._-')")]
+# A child flow's name in Prefect: any printable text; it reaches flow.py only as a string literal.
+FLOW_NAME = re.compile(r"(?=.*[^ ])[^\x00-\x1f\x7f]{1,200}\Z", re.DOTALL)
+FlowName = Annotated[StrictStr, _schema_pattern(FLOW_NAME), _matching(FLOW_NAME, "Prefect flow name (printable, at most 200 characters)")]
 Label = Annotated[StrictStr, _schema_pattern(LABEL), _matching(LABEL, "label (letters, digits, '._/-')")]
 TaskName = Annotated[StrictStr, _schema_pattern(TASK_NAME), _matching(TASK_NAME, "task name")]
-Source = Annotated[StrictStr, _schema_pattern(MODULE_ATTR), _matching(MODULE_ATTR, "source (module.path:attribute)")]
+Source = Annotated[StrictStr, _schema_pattern(MODULE_ATTR), _matching(MODULE_ATTR, "source (module.path:attribute or path/file.py:attribute)")]
 Duration = Annotated[
     Union[StrictInt, pydantic.StrictFloat, StrictStr],
     Field(json_schema_extra={"examples": [45, "30s", "5m", "2h"]}),
@@ -184,7 +188,7 @@ class _Model(BaseModel):
 class MappedParameter(_Model):
     """A child parameter fed from a task result of another flow in the composition."""
 
-    parent_flow_name: PrefectName = Field(description="Alias (or name) of the flow that produces the value.")
+    parent_flow_name: FlowName = Field(description="Alias (or name) of the flow that produces the value.")
     parent_task_name: TaskName | None = Field(None, description="Name of the parent's task whose result is taken.")
     parent_task_slug: TaskName | None = Field(None, description="Slug of that task, e.g. save_db_result-1.")
     parent_project_name: PrefectName | None = Field(None, description="LUME-services: the parent's project (checked).")
@@ -219,7 +223,7 @@ class Scan(_Model):
 class ComposingFlow(_Model):
     """One step of the composition: an existing Prefect flow and how its parameters are fed."""
 
-    name: PrefectName = Field(description="The child flow's name in Prefect.")
+    name: FlowName = Field(description="The child flow's name in Prefect (needs an alias unless it is an identifier).")
     project_name: PrefectName = Field(description="The child flow's Prefect project.")
     alias: Identifier | None = Field(None, description="The step's name; defaults to name.")
     source: Source | None = Field(None, description="module:attribute of the prefect.Flow, for `flowc lock` and local runs.")
@@ -229,7 +233,7 @@ class ComposingFlow(_Model):
     mapped_parameters: dict[ParameterName, MappedParameter] = Field(
         default_factory=dict, description="Child parameters fed from other flows' task results."
     )
-    depends_on: list[PrefectName] = Field(default_factory=list, description="Steps to wait for, without data.")
+    depends_on: list[FlowName] = Field(default_factory=list, description="Steps to wait for, without data.")
     labels: list[Label] | None = Field(None, description="This child's runs get these labels (default: the child flow's own).")
     retries: int = Field(0, ge=0, le=100, strict=True, description="A failed child run is started again (a new run), at most this many times.")
     retry_delay: Duration = Field(0, description="Between those runs: 45, 30s, 5m, 2h (seconds if bare).")
@@ -353,22 +357,7 @@ def load_yaml(text: str, path: str) -> tuple[Any, SourceMap]:
     return data, where
 
 
-class _Lines:
-    """1-based line and column of a position, counting '\n' alone as a line break.
-
-    YAML also breaks lines at U+0085, U+2028 and U+2029, so its own line numbers drift from what
-    an editor shows after one of those; positions are recomputed from the character index.
-    """
-
-    def __init__(self, text: str) -> None:
-        self.starts = [0, *(match.end() for match in re.finditer("\n", text))]
-
-    def at_index(self, index: int) -> tuple[int, int]:
-        line = bisect.bisect_right(self.starts, index)
-        return line, index - self.starts[line - 1] + 1
-
-    def at(self, mark: yaml.Mark | None) -> tuple[int, int]:
-        return (1, 1) if mark is None else self.at_index(mark.index)
+_Lines = Lines  # positions are computed alike for specs and the lock
 
 
 _TOO_LONG = object()

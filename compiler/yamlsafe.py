@@ -10,6 +10,9 @@ when the document is within MAX_NODES and MAX_DEPTH. It imports only pyyaml, so 
 
 from __future__ import annotations
 
+import bisect
+import re
+
 import yaml
 
 MAX_SPEC_BYTES = 2 * 1024 * 1024
@@ -30,6 +33,24 @@ class YamlLimitError(Exception):
 
 class SeveralDocumentsError(YamlLimitError):
     """A spec is one YAML document; `mark` is where the second one starts."""
+
+
+class Lines:
+    """1-based line and column of a position, counting '\n' alone as a line break.
+
+    YAML also breaks lines at U+0085, U+2028 and U+2029, so its own line numbers drift from what
+    an editor shows after one of those; positions are recomputed from the character index.
+    """
+
+    def __init__(self, text: str) -> None:
+        self.starts = [0, *(match.end() for match in re.finditer("\n", text))]
+
+    def at_index(self, index: int) -> tuple[int, int]:
+        line = bisect.bisect_right(self.starts, index)
+        return line, index - self.starts[line - 1] + 1
+
+    def at(self, mark: yaml.Mark | None) -> tuple[int, int]:
+        return (1, 1) if mark is None else self.at_index(mark.index)
 
 
 def too_large(text: str) -> bool:

@@ -149,7 +149,7 @@ def test_mapped_values_come_from_the_parent_runs_task_result(compiled) -> None:
             f for f in spec["composing_flows"] if f["name"] == mapping["parent_flow_name"]
         )
         tasks = LOCK[f"{parent['project_name']}/{parent['name']}"]["tasks"]
-        expected.append(mapping.get("parent_task_slug") or tasks[mapping["parent_task_name"]]["slugs"][0])
+        expected.append(mapping.get("parent_task_slug") or list(tasks[mapping["parent_task_name"]]["slugs"])[0])
     assert slugs == sorted(expected)
     db_loaders = [t for t in flow.tasks if t.name == "load_db_result"]
     assert len(db_loaders) == sum(1 for *_, m in mappings if m.get("map_type") == "db")
