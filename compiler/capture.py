@@ -33,6 +33,10 @@ DEFAULT_TIMEOUT_S = 120.0
 MAX_FORWARDED_BYTES = 1024 * 1024  # of one child's output on flowc's stderr; the rest is counted
 
 _stderr_lock = threading.Lock()
+# Process groups of the children alive now: Ctrl-C or SIGTERM stops every one of them.
+_live: set[int] = set()
+_live_lock = threading.Lock()
+_stopping = threading.Event()
 
 
 @dataclass(frozen=True)
@@ -68,11 +72,37 @@ def import_timeout() -> float:
 def capture_all(requests: Iterable[Request], python: str, root: Path, timeout: float | None = None) -> dict[str, Answer]:
     """Describe every requested flow, a few processes at a time; keyed project/name."""
     items = list(requests)
+    if not items:
+        return {}
     limit = import_timeout() if timeout is None else timeout
     jobs = max(1, min(4, os.cpu_count() or 1, len(items)))
-    with ThreadPoolExecutor(max_workers=jobs) as pool:
-        answers = list(pool.map(lambda r: capture(r, python, root, limit), items))
+    main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _terminated) if main else None
+    pool = ThreadPoolExecutor(max_workers=jobs)
+    try:
+        futures = [pool.submit(capture, item, python, root, limit) for item in items]
+        answers = [future.result() for future in futures]
+    except BaseException:
+        _stop_all()
+        raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+        _stopping.clear()
+        if main:
+            signal.signal(signal.SIGTERM, previous)
     return {answer.request.key: answer for answer in answers}
+
+
+def _terminated(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
+def _stop_all() -> None:
+    _stopping.set()
+    with _live_lock:
+        groups = list(_live)
+    for group in groups:
+        _kill_group(group)
 
 
 def capture(request: Request, python: str, root: Path, timeout: float) -> Answer:
@@ -118,11 +148,17 @@ def _run(python: str, root: Path, arguments: list[str], label: str, timeout: flo
     except OSError as error:
         return f"cannot start the child-flow interpreter {python!r}: {error.strerror or error}"
     assert process.stdout is not None
+    with _live_lock:
+        _live.add(process.pid)
+    if _stopping.is_set():
+        _kill_group(process.pid)
     pump = threading.Thread(target=_forward, args=(process.stdout, label), daemon=True)
     pump.start()
     finished = _wait_without_reaping(process.pid, timeout)
     # The leader is a zombie (or still running): its group id cannot have been reused yet.
     _kill_group(process.pid)
+    with _live_lock:  # before reaping: a group id in _live always still names this child's group
+        _live.discard(process.pid)
     status = process.wait()
     pump.join(timeout=5)
     if not finished:
