@@ -231,15 +231,13 @@ def test_offline_lock_without_an_entry_fails_fast_at_the_spec(tmp_path: Path) ->
 @pytest.mark.parametrize(
     ("default", "message"),
     [
-        ("(1, 2)", "is the tuple (1, 2); use a list"),
-        ("{1: 'a'}", "has the key 1 (int); only string keys are accepted"),
-        ("float('nan')", "is nan, which YAML and JSON cannot hold"),
-        ("float('inf')", "is inf, which YAML and JSON cannot hold"),
-        ("Colour.RED", "is the Enum member <Colour.RED: 'red'>; use its value ('red')"),
-        ("Metres(2.0)", "is a Metres (2.0)"),
-        ("10 ** 5000", "is an integer too large for a literal"),
+        ("{1: 'a'}", "mapping keys must be strings"),
+        ("float('nan')", "nan is not accepted"),
+        ("float('inf')", "inf is not accepted"),
+        ("Colour.RED", "the enum member Colour.RED is not accepted"),
+        ("10 ** 5000", "integers are limited to 4300 digits"),
     ],
-    ids=["tuple", "int_key", "nan", "inf", "enum", "float_subclass", "huge_int"],
+    ids=["int_key", "nan", "inf", "enum", "huge_int"],
 )
 def test_a_default_that_cannot_be_a_literal_is_refused_at_lock_time(tmp_path: Path, default: str, message: str) -> None:
     child = (
@@ -252,7 +250,7 @@ def test_a_default_that_cannot_be_a_literal_is_refused_at_lock_time(tmp_path: Pa
     result = run("lock", cwd=root)
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
-    assert f"the default of parameter 'x' {message}" in result.stderr, result.stderr
+    assert "the default of parameter 'x' is not accepted: " in result.stderr and message in result.stderr, result.stderr
     assert not (root / "specs" / "flows.lock.yaml").exists()
 
 
@@ -300,3 +298,18 @@ def test_interrupted_lock_leaves_no_process(tmp_path: Path) -> None:
     while _alive(pid) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not _alive(pid), "the importing process outlived flowc lock"
+
+
+def test_a_tuple_or_float_subclass_default_is_locked_as_the_value_a_run_receives(tmp_path: Path) -> None:
+    child = (
+        "from prefect import Flow, Parameter, task\n\nclass Metres(float):\n    pass\n\n"
+        "@task\ndef show(x):\n    return x\n\n"
+        'with Flow("child") as flow:\n    show(Parameter("x", default=(1, 2)))\n    show(Parameter("y", default=Metres(2.5)))\n'
+    )
+    root = _project(tmp_path, child)
+    result = run("lock", cwd=root)
+    assert result.returncode == 0, result.stderr
+    text = (root / "specs" / "flows.lock.yaml").read_text()
+    assert "- name: x\n      default:\n      - 1\n      - 2\n" in text
+    assert "- name: y\n      default: 2.5\n" in text
+    assert run("generate", cwd=root).returncode == 0

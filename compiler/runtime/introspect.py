@@ -183,8 +183,9 @@ def describe_flow(flow: Any) -> Dict[str, Any]:
 
     parameters = []
     problems = []
+    policy = _values_policy()
     for parameter in sorted(flow.parameters(), key=lambda p: p.name):
-        value, problem = plain_value(parameter.default)
+        value, problem = policy(parameter.default)
         if problem:
             problems.append(f"the default of parameter {parameter.name!r} {problem}")
         parameters.append({"name": parameter.name, "default": value, "required": bool(parameter.required)})
@@ -265,6 +266,25 @@ def loadable(result: Any) -> str:
     if custom.write is not Result.write and custom.read is not Result.read:
         return ANYWHERE
     return NOWHERE
+
+
+def _values_policy() -> Any:
+    """flowc's VALUES POLICY (compiler/values.py, standard library only), loaded by path like this
+    file; plain_value below when that file is not beside it."""
+    path = os.path.join(os.path.dirname(os.path.dirname(os.path.realpath(__file__))), "values.py")
+    spec = importlib.util.spec_from_file_location("_flowc_values", path) if os.path.isfile(path) else None
+    if spec is None or spec.loader is None:
+        return plain_value
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+
+    def normalized(value: Any) -> Tuple[Any, Optional[str]]:
+        try:
+            return module.normalize(value), None
+        except module.ValueRejected as error:
+            return None, f"is not accepted: {error}"
+
+    return normalized
 
 
 def plain_value(value: Any, depth: int = 0) -> Tuple[Any, Optional[str]]:
