@@ -116,7 +116,7 @@ def test_type_error_specs_differ_from_a_valid_one_only_in_the_error(
 @pytest.mark.parametrize(
     "bad_name",
     ["tests/bad_specs/unsafe_spec_name.yaml", "tests/bad_specs/unsafe_alias.yaml",
-     "tests/bad_specs/unsafe_flow_name.yaml", "tests/bad_specs/unsafe_label.yaml",
+     "tests/bad_specs/unsafe_label.yaml",
      "tests/bad_specs/unsafe_image.yaml"],
 )
 def test_schema_carries_the_name_rules_so_editors_flag_unsafe_names(
