@@ -184,3 +184,61 @@ def test_persistence_is_per_slug(tmp_path: Path) -> None:
     result = run("generate", cwd=root)
     assert result.returncode == 1
     assert "error: task 't' (t-2) of 'parent' does not persist a result another flow run can load (checkpoint=False)" in result.stderr
+
+
+RUN_PARENT = """\
+from prefect import Flow, Parameter, task
+from prefect.engine.results import LocalResult
+
+
+@task(result=LocalResult(dir="results"))
+def scaled(n):
+    return n * 10
+
+
+with Flow("parent") as flow:
+    n = Parameter("n", default=4)
+    scaled(n)
+"""
+RUN_CHILD = """\
+from prefect import Flow, Parameter, task
+from prefect.engine.results import PrefectResult
+
+
+@task(result=PrefectResult())
+def add(a, b):
+    return a + b
+
+
+with Flow("adder") as flow:
+    add(Parameter("a"), Parameter("b"))
+"""
+RUN_SPEC = """\
+name: two
+project_name: test
+composing_flows:
+  - name: parent
+    project_name: test
+    source: flows.parent:flow
+  - name: adder
+    project_name: test
+    source: flows.adder:flow
+    mapped_parameters:
+      a: {parent_flow_name: parent, parent_task_name: n}
+      b: {parent_flow_name: parent, parent_task_slug: scaled-1}
+"""
+
+
+def test_a_parameter_and_a_local_result_arrive_in_a_local_run(tmp_path: Path) -> None:
+    import json
+
+    files = {"flows/__init__.py": "", "flows/parent.py": RUN_PARENT, "flows/adder.py": RUN_CHILD}
+    root = make_project(tmp_path / "p", files, {"two": RUN_SPEC})
+    assert run("lock", cwd=root).returncode == 0
+    assert run("generate", cwd=root).returncode == 0
+    result = run("run", "specs/two.yaml", "-p", "parent-n=5", "--json", cwd=root)
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    adder = next(child for child in summary["children"] if child["alias"] == "adder")
+    assert adder["parameters"] == {"a": 5, "b": 50}
+    assert adder["results"] == {"add-1": 55}
