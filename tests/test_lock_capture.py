@@ -313,3 +313,25 @@ def test_a_tuple_or_float_subclass_default_is_locked_as_the_value_a_run_receives
     assert "- name: x\n      default:\n      - 1\n      - 2\n" in text
     assert "- name: y\n      default: 2.5\n" in text
     assert run("generate", cwd=root).returncode == 0
+
+
+def test_lume_python39_captures_the_same_lock_as_flowcs_own_interpreter(tmp_path: Path) -> None:
+    """LUME-services' environment (Python 3.9, pydantic 1.9) runs the capture: introspect.py needs
+    only prefect 1.4.1 and the standard library there."""
+    import os
+
+    python = os.environ.get("FLOWC_LUME_PYTHON")
+    if not python:
+        if os.environ.get("FLOWC_INTEGRATION") == "1":
+            pytest.fail("FLOWC_INTEGRATION=1 but FLOWC_LUME_PYTHON is not set (scripts/lume-env.sh build)")
+        pytest.skip("FLOWC_LUME_PYTHON is not set (scripts/lume-env.sh build makes LUME's Python 3.9 env)")
+    child = CHILD.replace("@task\n", "@task(result=LocalResult(dir='results'))\n").replace(
+        "from prefect import Flow, Parameter, task\n", "from prefect import Flow, Parameter, task\nfrom prefect.engine.results import LocalResult\n"
+    )
+    own = _project(tmp_path / "own", child)
+    lume = _project(tmp_path / "lume", child, tool=f'python = "{python}"\n')
+    for root in (own, lume):
+        result = run("lock", cwd=root)
+        assert result.returncode == 0, result.stderr
+    assert (lume / "specs" / "flows.lock.yaml").read_text() == (own / "specs" / "flows.lock.yaml").read_text()
+    assert "result: LocalResult" in (lume / "specs" / "flows.lock.yaml").read_text()
