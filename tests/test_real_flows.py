@@ -178,7 +178,8 @@ def test_persistence_is_per_slug(tmp_path: Path) -> None:
     assert run("lock", cwd=root).returncode == 0
     slugs = _entry(root, "test/parent")["tasks"]["t"]["slugs"]
     assert slugs["t-1"]["loadable"] == "anywhere"
-    assert slugs["t-2"] == {"result": "LocalResult", "origin": "storage Local", "checkpoint": False, "loadable": "no"}
+    # A module source is registered as `prefect register -m` does: Module storage, no default result.
+    assert slugs["t-2"] == {"result": None, "origin": "storage Module", "checkpoint": False, "loadable": "no"}
     assert run("generate", cwd=root).returncode == 0
     (root / "specs" / "per_slug.yaml").write_text(_per_slug_spec("parent_task_slug: t-2"))
     result = run("generate", cwd=root)

@@ -91,7 +91,8 @@ def describe_source(root: str, source: str) -> Dict[str, Any]:
     if not isinstance(flow, prefect.Flow):
         kind = "missing" if flow is None else type(flow).__name__
         raise Refused(f"{source} is not a prefect.Flow ({attribute!r} is {kind})")
-    answer = describe_flow(flow)
+    # As `prefect register -p FILE` / `-m MODULE` would store it: Local or Module storage.
+    answer = describe_flow(flow, "Local" if target.endswith(".py") else "Module")
     answer["files"] = project_files(root)
     return answer
 
@@ -178,7 +179,9 @@ def _reachable(url: str) -> Tuple[bool, str]:
 # Describing a flow ------------------------------------------------------------------------------
 
 
-def describe_flow(flow: Any) -> Dict[str, Any]:
+def describe_flow(flow: Any, register_storage: Optional[str] = None) -> Dict[str, Any]:
+    """Parameters and tasks of `flow`; `register_storage` is the storage `prefect register` gives a
+    flow that has none (Local for a file, Module for a module; None: Prefect's default class)."""
     from prefect import Parameter
 
     parameters = []
@@ -191,7 +194,7 @@ def describe_flow(flow: Any) -> Dict[str, Any]:
         parameters.append({"name": parameter.name, "default": value, "required": bool(parameter.required)})
     if problems:
         raise Refused("; ".join(problems))
-    storage_result, storage_label = _storage_result(flow)
+    storage_result, storage_label = _storage_result(flow, register_storage)
     tasks: Dict[str, Dict[str, Any]] = {}
     for task in flow.get_tasks():
         if isinstance(task, Parameter):
@@ -206,19 +209,20 @@ def describe_flow(flow: Any) -> Dict[str, Any]:
     return {"ok": True, "name": flow.name, "parameters": parameters, "tasks": tasks}
 
 
-def _storage_result(flow: Any) -> Tuple[Any, str]:
-    """What `prefect register` makes the flow's result when it has none: its storage's default
-    (the default storage class, Local, when the flow has no storage)."""
+def _storage_result(flow: Any, register_storage: Optional[str]) -> Tuple[Any, str]:
+    """What `prefect register` makes the flow's result when it has none: its storage's default.
+    A flow without storage gets Local storage (a LocalResult) from `prefect register -p FILE` and
+    `flow.register()`, Module storage (no result) from `prefect register -m MODULE`."""
     storage = flow.storage
     if storage is not None:
         return getattr(storage, "result", None), type(storage).__name__
     from prefect.engine.results import LocalResult
     import prefect
 
-    default_class = str(prefect.config.flows.defaults.storage.default_class)
-    if default_class.rsplit(".", 1)[-1] == "Local":
+    kind = register_storage or str(prefect.config.flows.defaults.storage.default_class).rsplit(".", 1)[-1]
+    if kind == "Local":
         return LocalResult.__new__(LocalResult), "Local"
-    return None, default_class.rsplit(".", 1)[-1]
+    return None, kind
 
 
 def _resolved_result(task: Any, flow: Any, storage_result: Any, storage_label: str) -> Tuple[Any, str]:
@@ -226,9 +230,7 @@ def _resolved_result(task: Any, flow: Any, storage_result: Any, storage_label: s
         return task.result, "task"
     if flow.result:
         return flow.result, "flow"
-    if storage_result is not None:
-        return storage_result, f"storage {storage_label}"
-    return None, "none"
+    return storage_result, f"storage {storage_label}"
 
 
 def _result_name(result: Any) -> Optional[str]:
