@@ -478,7 +478,7 @@ class _Planner:
         result = task.slug_result(slug)
         if result.loadable == NOWHERE:
             kind = "checkpoint=False" if not result.checkpoint else (result.result or "no result")
-            if result.result is None and result.origin:
+            if result.checkpoint and result.result is None and result.origin:
                 kind += f", {result.origin} has no default result"
             label = f"task {task.name!r}" + (f" ({slug})" if len(task.slugs) > 1 else "")
             self.error(
