@@ -41,7 +41,7 @@ from synthetic import FLOWC, PREFECT  # noqa: E402
 SHAPES = ("chain", "fan_in")
 GOALS = {"prefect build": 5.0, "flowc build --json": 5.0, "flowc run -> first child": 2.0}  # at 500 steps
 GOAL_SIZE = 500
-# What `flowc run` prints when a child flow starts (compiler/runner.py's progress line).
+# What `flowc run` prints when a child flow starts (compiler/local/summary.py: Progress).
 CHILD_STARTED_MARK = "▶"
 
 GATHER_FLOW_PY = '''"""gather: the end of a synthetic fan-in, one parameter per parent."""

@@ -347,25 +347,34 @@ def schema() -> None:
     shell_complete=complete_params, help="A composite parameter; the value is YAML (1000 is an int).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the run summary as one JSON object.")
-def run(spec: str, params: tuple[str, ...], as_json: bool) -> None:
-    """Run SPEC's generated flow on this machine, each child from its source; no Prefect server.
+@click.option("--timeout", "timeout", metavar="DURATION", help="Stop the whole run after this long (45, 30s, 5m, 2h).")
+def run(spec: str, params: tuple[str, ...], as_json: bool, timeout: str | None) -> None:
+    """Run SPEC's generated flow on this machine, each child flow in a process of its own.
 
     \b
     Examples:
       flowc run specs/pipeline.yaml
-      flowc run specs/pipeline.yaml -p produce-n=5
+      flowc run specs/pipeline.yaml -p produce-n=5 --timeout 2h
       flowc run specs/pipeline.yaml --json | jq .state
     Exit codes: 0 every child succeeded; 1 a child failed, or the spec or generated flow is
     stale or wrong; 2 usage errors; 130/143 interrupted.
     """
+    from compiler.local.run import run_command
     from compiler.preflight import results_store_problem
-    from compiler.runner import run_command
 
+    timeout_s = None
+    if timeout is not None:
+        from compiler.spec import duration_seconds
+
+        try:
+            timeout_s = duration_seconds(timeout)
+        except ValueError as error:
+            raise click.BadParameter(str(error), param_hint="--timeout") from None
     problem = results_store_problem()
     if problem:
         console.error(f"error: {problem}")
         sys.exit(1)
-    sys.exit(run_command(_project(), Path(spec), params, as_json))
+    sys.exit(run_command(_project(), Path(spec), params, as_json, timeout_s))
 
 
 @main.command()

@@ -224,7 +224,7 @@ def test_a_child_source_that_no_longer_imports_is_refused(tmp_path: Path) -> Non
 
 @pytest.mark.parametrize("value", ["1e-3", "0.001"])
 def test_exponent_and_decimal_floats_are_the_same_number(value: str) -> None:
-    from compiler.runner import parse_value
+    from compiler.overrides import parse_value
 
     assert parse_value(value) == 0.001
     assert parse_value("1000") == 1000 and isinstance(parse_value("1000"), int)

@@ -1,23 +1,28 @@
-"""`LocalBackend` in-process: Prefect's orchestration tasks swapped for the duration of a run only,
-with the real tasks' semantics (final states, results read back from their Result location).
+"""The local backend's pieces in-process: the task swap, the child's report and how flowc loads
+results from it, and how `create_flow_run` finds a step. Whole runs (real processes) are in
+test_run.py, test_run_failures.py and test_run_isolation.py.
 """
 
 from __future__ import annotations
 
+import base64
+import pickle
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
-import prefect
+import pytest
 from prefect import Flow, Parameter, task
-from prefect.engine.results import PrefectResult
-from prefect.engine.state import State
+from prefect.engine.results import LocalResult, PrefectResult
 from prefect.tasks.prefect import create_flow_run, get_task_run_result, wait_for_flow_run
 
+from compiler.local.backend import ProcessBackend, load_result
+from compiler.runtime.child import bounded, build_report
 from compiler.runtime.local import (
     CREATE_FLOW_RUN,
     GET_TASK_RUN_RESULT,
     WAIT_FOR_FLOW_RUN,
-    LocalBackend,
-    LocalFlowRun,
+    ChildFlowNotFound,
     orchestration_kind,
 )
 
@@ -32,86 +37,24 @@ def unpersisted(value: int) -> int:
     return value + 1
 
 
-@task(name="explode", result=PrefectResult(), checkpoint=True)
-def explode(value: int) -> int:
-    raise RuntimeError(f"exploded on {value}")
-
-
-with Flow("child") as CHILD:
-    child_value = Parameter("value", required=True)
-    double(child_value)
-    unpersisted(child_value)
-
-with Flow("exploding") as EXPLODING:
-    explode(Parameter("value", default=1))
-
-CHILDREN = {("test", "child"): CHILD, ("test", "exploding"): EXPLODING}
-
-
-def _resolve(project_name: str, flow_name: str) -> Flow:
-    return CHILDREN[(project_name, flow_name)]
-
-
-def _parent(slug: str, child: str = "child", raise_final_state: bool = True) -> Flow:
+def _parent() -> Flow:
     with Flow("parent") as parent:
-        run = create_flow_run(flow_name=child, project_name="test", parameters={"value": 21})
-        done = wait_for_flow_run(run, raise_final_state=raise_final_state)
-        get_task_run_result(run, slug, upstream_tasks=[done])
+        run = create_flow_run(flow_name="child", project_name="test", parameters={"value": 21})
+        done = wait_for_flow_run(run, raise_final_state=True)
+        get_task_run_result(run, "double-1", upstream_tasks=[done])
     return parent
 
 
-def _run(parent: Flow, backend: LocalBackend) -> State:
-    with backend.installed(parent):
-        state = parent.run(run_on_schedule=False)
-    assert isinstance(state, State)
-    return state
+def _backend(steps: list[Any] | None = None) -> ProcessBackend:
+    plan = SimpleNamespace(steps=steps or [])
+    return ProcessBackend(plan, "specs/x.yaml", None, Path("."), "local-test")  # type: ignore[arg-type]
 
 
-def _state_of(parent: Flow, state: State, kind: str) -> State:
-    (found,) = [t for t in parent.tasks if orchestration_kind(t) == kind]
-    return state.result[found]
-
-
-def test_a_mapped_result_is_read_back_from_its_result_location(runtime_env: Path) -> None:
-    parent = _parent("double-1")
-    state = _run(parent, LocalBackend(_resolve))
-    assert state.is_successful()
-    assert _state_of(parent, state, "get_task_run_result").result == 42
-
-
-def test_a_result_that_was_not_persisted_fails_with_a_clear_message(runtime_env: Path) -> None:
-    parent = _parent("unpersisted-1")
-    state = _run(parent, LocalBackend(_resolve))
-    assert state.is_failed()
-    message = _state_of(parent, state, "get_task_run_result").message
-    assert "did not persist it" in message and "PrefectResult" in message
-
-
-def test_wait_ends_in_the_childs_final_state_like_raise_final_state(runtime_env: Path) -> None:
-    parent = _parent("explode-1", child="exploding")
-    backend = LocalBackend(_resolve)
-    state = _run(parent, backend)
-    wait_state = _state_of(parent, state, "wait_for_flow_run")
-    assert wait_state.is_failed()
-    assert "finished in state <Failed" in wait_state.message
-    assert _state_of(parent, state, "get_task_run_result").is_failed()  # TriggerFailed: never ran
-    (run,) = backend.runs
-    assert run.state is not None and run.state.is_failed()
-
-
-def test_wait_without_raise_returns_the_finished_run(runtime_env: Path) -> None:
-    parent = _parent("explode-1", child="exploding", raise_final_state=False)
-    state = _run(parent, LocalBackend(_resolve))
-    result = _state_of(parent, state, "wait_for_flow_run").result
-    assert isinstance(result, LocalFlowRun) and result.state is not None and result.state.is_failed()
-
-
-def test_the_swap_lasts_for_the_run_only_and_never_touches_prefects_own_tasks(runtime_env: Path) -> None:
-    parent = _parent("double-1")
+def test_the_swap_lasts_for_the_run_only_and_never_touches_prefects_own_tasks() -> None:
+    parent = _parent()
     orchestration = [t for t in parent.tasks if orchestration_kind(t)]
     assert len(orchestration) == 3
-    backend = LocalBackend(_resolve)
-    with backend.installed(parent) as swapped:
+    with _backend().installed(parent) as swapped:
         assert swapped == 3
         assert all(orchestration_kind(t) is None for t in orchestration)  # swapped on the copies
         assert create_flow_run.run is CREATE_FLOW_RUN  # the module-level tasks are untouched
@@ -124,69 +67,93 @@ def test_the_swap_lasts_for_the_run_only_and_never_touches_prefects_own_tasks(ru
     ]
 
 
-def test_children_run_with_their_project_and_a_local_run_id(runtime_env: Path) -> None:
-    seen: dict[str, object] = {}
-
-    @task(name="look")
-    def look() -> None:
-        seen.update(
-            project_name=prefect.context.get("project_name"),
-            flow_run_id=prefect.context.get("flow_run_id"),
-            checkpointing=prefect.context.get("checkpointing"),
-        )
-
-    with Flow("looking") as looking:
-        look()
-    CHILDREN[("test", "looking")] = looking
-    try:
-        with Flow("parent") as parent:
-            wait_for_flow_run(create_flow_run(flow_name="looking", project_name="test"), raise_final_state=True)
-        backend = LocalBackend(_resolve)
-        assert _run(parent, backend).is_successful()
-    finally:
-        del CHILDREN[("test", "looking")]
-    (run,) = backend.runs
-    assert seen == {"project_name": "test", "flow_run_id": run.run_id, "checkpointing": True}
+def _report(tmp_path: Path, flow: Flow) -> dict[str, Any]:
+    state = flow.run(run_on_schedule=False, context={"checkpointing": True})
+    return build_report(flow, state, str(tmp_path / "child.report.json"))
 
 
-def test_a_child_that_orchestrates_its_own_children_runs_them_locally_too(runtime_env: Path) -> None:
-    with Flow("middle") as middle:
-        inner = create_flow_run(flow_name="child", project_name="test", parameters={"value": 5})
-        inner_done = wait_for_flow_run(inner, raise_final_state=True)
-        get_task_run_result(inner, "double-1", upstream_tasks=[inner_done])
-    CHILDREN[("test", "middle")] = middle
-    try:
-        with Flow("outer") as outer:
-            wait_for_flow_run(create_flow_run(flow_name="middle", project_name="test"), raise_final_state=True)
-        backend = LocalBackend(_resolve)
-        assert _run(outer, backend).is_successful()
-    finally:
-        del CHILDREN[("test", "middle")]
-    runs = {run.flow_name: run for run in backend.runs}
-    assert set(runs) == {"middle", "child"}
-    assert runs["child"].parent_run_id == runs["middle"].run_id
-    assert {orchestration_kind(t) for t in middle.tasks} == {
-        "create_flow_run",
-        "wait_for_flow_run",
-        "get_task_run_result",
-    }  # restored after the run
+def test_a_reported_result_is_loaded_through_its_own_result_class(runtime_env: Path, tmp_path: Path) -> None:
+    @task(name="local", result=LocalResult(dir=str(tmp_path / "results")), checkpoint=True)
+    def local(value: int) -> dict:
+        return {"value": value}
+
+    with Flow("child") as flow:
+        value = Parameter("value", default=4)
+        double(value)
+        local(value)
+        unpersisted(value)
+    report = _report(tmp_path, flow)
+    assert report["state"] == "Success" and report["slugs"] == ["double-1", "local-1", "unpersisted-1", "value"]
+    tasks = report["tasks"]
+    assert tasks["double-1"]["result"]["class"] == "prefect.engine.results.prefect_result.PrefectResult"
+    assert load_result(tasks["double-1"]["result"], "double") == 8
+    assert tasks["local-1"]["result"]["location"].startswith(str(tmp_path / "results"))
+    assert load_result(tasks["local-1"]["result"], "local") == {"value": 4}
+    assert report["results"] == {"double-1": 8, "local-1": {"value": 4}}  # what a parent could map
+    with pytest.raises(ValueError, match="did not persist it .*PrefectResult"):
+        load_result(tasks["unpersisted-1"]["result"], "unpersisted")
 
 
-def test_create_by_flow_id_needs_a_backend(runtime_env: Path) -> None:
-    with Flow("parent") as parent:
-        create_flow_run(flow_id="0c5b4c1c-0000-0000-0000-000000000000")
-    state = _run(parent, LocalBackend(_resolve))
-    message = _state_of(parent, state, "create_flow_run").message
-    assert "finds child flows by flow_name" in message
+def test_a_long_location_goes_to_a_file_and_a_large_value_is_summarised(runtime_env: Path, tmp_path: Path) -> None:
+    @task(name="big", result=PrefectResult(), checkpoint=True)
+    def big() -> str:
+        return "y" * 200_000
+
+    with Flow("child") as flow:
+        big()
+    report = _report(tmp_path, flow)
+    entry = report["tasks"]["big-1"]["result"]
+    assert entry["location"] is None and Path(entry["location_file"]).is_file()
+    assert load_result(entry, "big") == "y" * 200_000
+    assert report["results"]["big-1"] == bounded("y" * 200_000)
+    assert report["results"]["big-1"]["size"] == 200_000
 
 
-def test_an_unknown_flow_fails_the_create_task(runtime_env: Path) -> None:
-    with Flow("parent") as parent:
-        create_flow_run(flow_name="nowhere", project_name="test")
+def test_bounded_values_keep_small_ones_and_digest_large_ones() -> None:
+    assert bounded([1, 2, "three"]) == [1, 2, "three"]
+    assert bounded(None) is None and bounded(1.5) == 1.5
+    shown = bounded({"k": "v" * 70_000})
+    assert shown["type"] == "dict" and shown["size"] > 70_000 and len(shown["sha256"]) == 64
 
-    def resolve(project_name: str, flow_name: str) -> Flow:
-        raise LookupError(f"{project_name}/{flow_name} has no source")
 
-    state = _run(parent, LocalBackend(resolve))
-    assert state.is_failed()
-    assert "test/nowhere has no source" in _state_of(parent, state, "create_flow_run").message
+class Foreign:
+    """A Result-like class from a child's module: flowc must not import it to load a result."""
+
+
+def test_a_result_class_outside_prefect_is_never_unpickled_in_flowc() -> None:
+    entry = {
+        "class": "tests.test_run_local_backend.Foreign",
+        "has_value": True,
+        "location": "x",
+        "location_file": None,
+        "pickle": base64.b64encode(pickle.dumps(Foreign())).decode(),
+    }
+    with pytest.raises(ValueError, match="cannot load its Result .*is not one of Prefect's classes"):
+        load_result(entry, "foreign")
+
+
+def _step(alias: str, project: str, name: str) -> SimpleNamespace:
+    return SimpleNamespace(alias=alias, project_name=project, flow_name=name, source=f"m:{name}")
+
+
+def test_create_flow_run_finds_the_step_by_alias_then_project_and_name_then_name_alone() -> None:
+    steps = [_step("one", "lume", "scale"), _step("two", "lume", "scale"), _step("x", "other", "x")]
+    backend = _backend(steps)
+    assert backend.resolve("lume", "scale", "run two", nested=False).alias == "two"
+    assert backend.resolve("lume", "scale", "some task", nested=True).alias == "one"
+    assert backend.resolve("", "x", None, nested=True).alias == "x"  # no project_name: the name is unique
+    with pytest.raises(ChildFlowNotFound, match="lume/nowhere is not a step of specs/x.yaml"):
+        backend.resolve("lume", "nowhere", None, nested=True)
+    with pytest.raises(ChildFlowNotFound, match="no step of specs/x.yaml composes a flow named 'nowhere'"):
+        backend.resolve("", "nowhere", None, nested=True)
+
+
+def test_a_flow_name_in_two_projects_needs_its_project() -> None:
+    backend = _backend([_step("a", "p1", "same"), _step("b", "p2", "same")])
+    with pytest.raises(ChildFlowNotFound, match="ambiguous: .* projects p1, p2; pass project_name"):
+        backend.resolve("", "same", None, nested=True)
+
+
+def test_create_by_flow_id_needs_a_backend() -> None:
+    with pytest.raises(ChildFlowNotFound, match="finds child flows by flow_name"):
+        _backend().create_flow_run(flow_id="0c5b4c1c-0000-0000-0000-000000000000")

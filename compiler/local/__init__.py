@@ -1,0 +1,8 @@
+"""`flowc run`: a composition on this machine, each child flow in a process of its own.
+
+- prepare.py    the spec, generated flow.py, lock and `-p` parameters, checked before anything runs
+- backend.py    Prefect's orchestration tasks answered locally (`ProcessBackend`)
+- supervise.py  child processes: launchers (fork server, spawn), output, timeouts, stopping
+- summary.py    progress lines, the summary table, `--json`
+- run.py        the command: the orchestrator under Prefect's engine, signals, `--timeout`
+"""

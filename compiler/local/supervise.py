@@ -1,0 +1,484 @@
+"""Child processes of `flowc run`: starting, watching, bounding in time, stopping.
+
+Every child flow run is a process of its own, in a session and process group of its own, from
+the project's child interpreter (`Project.python`). Two launchers start them:
+- `ForkServer` (the default): one warm server per run (`compiler.runtime.forkserver`) imports
+  Prefect once and forks a fresh process per child; a child starts in a few milliseconds.
+- `Spawner` (`FLOWC_CHILD_START=spawn`): `python -m compiler.runtime.child` per child; each pays
+  the interpreter's start and Prefect's import (~0.5-1 s).
+A child's stdout and stderr share one pipe; `Supervisor` copies each line to the child's log
+(`.flowc/runs/<run-id>/<label>.log`) and, prefixed with its label, to flowc's stderr (Prefect's
+own INFO and DEBUG records only to the log, unless PREFECT__LOGGING__LEVEL is set). Timeouts
+and stops end a child's whole process group: SIGTERM, then SIGKILL after a grace period.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import IO, Any
+
+KILL_GRACE_S = float(os.environ.get("FLOWC_KILL_GRACE", "5"))
+START_METHODS = ("fork", "spawn")
+_PREFECT_CHATTER = re.compile(rb"^\[[^\]]*\] (?:DEBUG|INFO) - prefect[.\w]* \| ")
+
+
+class LaunchError(Exception):
+    """The child interpreter could not start a child; the message says why."""
+
+
+def describe_duration(seconds: float) -> str:
+    """`2h`, `5m`, `30s`, `1.5s`: as a spec writes durations."""
+    for unit, size in (("h", 3600), ("m", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{int(seconds // size)}{unit}"
+    return f"{seconds:g}s"
+
+
+def describe_status(status: int) -> str:
+    """A wait status (as `os.waitstatus_to_exitcode` gives it) in words."""
+    if status < 0:
+        try:
+            name = signal.Signals(-status).name
+        except ValueError:
+            name = f"signal {-status}"
+        return f"killed by {name}"
+    return f"exited with status {status}"
+
+
+@dataclass
+class ChildProcess:
+    """One child's process as flowc sees it."""
+
+    label: str
+    log_path: Path
+    pid: int | None = None
+    started_at: datetime | None = None
+    started: float | None = None
+    ended: float | None = None
+    exit_status: int | None = None  # >= 0 an exit status, < 0 the signal that ended it
+    stop_reason: str | None = None  # set when flowc stopped it (timeout, interrupt)
+    launch_error: str | None = None
+    done: threading.Event = field(default_factory=threading.Event, repr=False)
+    _exited: threading.Event = field(default_factory=threading.Event, repr=False)
+    _drained: threading.Event = field(default_factory=threading.Event, repr=False)
+
+    @property
+    def duration_s(self) -> float | None:
+        if self.started is None:
+            return None
+        return (self.ended if self.ended is not None else time.perf_counter()) - self.started
+
+    def abnormal_end(self) -> str | None:
+        """Why the process ended without a clean exit, in words; None for status 0."""
+        if self.launch_error:
+            return self.launch_error
+        if self.stop_reason:
+            return self.stop_reason
+        if self.exit_status is None:
+            return "did not finish"
+        if self.exit_status != 0:
+            return describe_status(self.exit_status)
+        return None
+
+
+class OutputSink:
+    """flowc's stderr, shared by every child's output (whole lines, prefixed, one writer at a time)."""
+
+    def __init__(self, stream: IO[bytes] | None = None, show_prefect_info: bool | None = None) -> None:
+        self._stream = stream if stream is not None else sys.stderr.buffer
+        self._lock = threading.Lock()
+        if show_prefect_info is None:
+            show_prefect_info = "PREFECT__LOGGING__LEVEL" in os.environ
+        self._show_info = show_prefect_info
+
+    def line(self, label: bytes, line: bytes) -> None:
+        if not self._show_info and _PREFECT_CHATTER.match(line):
+            return
+        if not line.endswith(b"\n"):
+            line += b"\n"
+        with self._lock:
+            try:
+                self._stream.write(b"[" + label + b"] " + line)
+                self._stream.flush()
+            except (OSError, ValueError):  # a closed stderr must not stop the run
+                pass
+
+    def text(self, text: str) -> None:
+        with self._lock:
+            try:
+                self._stream.write(text.encode("utf-8", "replace"))
+                self._stream.flush()
+            except (OSError, ValueError):
+                pass
+
+
+def _pump(child: ChildProcess, read_fd: int, sink: OutputSink) -> None:
+    """Copy a child's output to its log and to flowc's stderr until every writer closed the pipe."""
+    label = child.label.encode("utf-8", "replace")
+    try:
+        with os.fdopen(read_fd, "rb", buffering=0) as pipe, open(child.log_path, "ab") as log:
+            reader = _Lines(pipe)
+            for line in reader:
+                log.write(line)
+                log.flush()
+                sink.line(label, line)
+    finally:
+        child._drained.set()
+
+
+class _Lines:
+    """Lines of a pipe as they arrive (no read-ahead that would hold back a child's last line)."""
+
+    def __init__(self, pipe: Any) -> None:
+        self._pipe = pipe
+        self._buffer = b""
+
+    def __iter__(self) -> Any:
+        while True:
+            chunk = self._pipe.read(65536)
+            if not chunk:
+                if self._buffer:
+                    yield self._buffer
+                return
+            self._buffer += chunk
+            *lines, self._buffer = self._buffer.split(b"\n")
+            for line in lines:
+                yield line + b"\n"
+
+
+def kill_group(pid: int, sig: int) -> None:
+    try:
+        os.killpg(pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+# Launchers -----------------------------------------------------------------------------------------
+
+
+class Spawner:
+    """A new interpreter per child: `python -m compiler.runtime.child REQUEST CHANNEL_FD`."""
+
+    def __init__(self, python: str, cwd: Path, env: dict[str, str]) -> None:
+        self.python, self.cwd, self.env = python, cwd, env
+
+    def wait_ready(self) -> None:
+        pass
+
+    def launch(
+        self, request: dict[str, Any], output_fd: int, channel_fd: int, on_exit: Callable[[int], None]
+    ) -> int:
+        request_file = Path(request["report_file"]).with_suffix(".request.json")
+        request_file.write_text(json.dumps(request), encoding="utf-8")
+        try:
+            process = subprocess.Popen(
+                [self.python, "-m", "compiler.runtime.child", str(request_file), str(channel_fd)],
+                stdin=subprocess.DEVNULL,
+                stdout=output_fd,
+                stderr=output_fd,
+                pass_fds=(channel_fd,),
+                cwd=self.cwd,
+                env=self.env,
+                start_new_session=True,
+            )
+        except OSError as error:
+            raise LaunchError(f"cannot start the child interpreter {self.python}: {error}") from None
+
+        def wait() -> None:
+            status = process.wait()
+            kill_group(process.pid, signal.SIGKILL)  # what it left running in its group
+            on_exit(status)
+
+        threading.Thread(target=wait, name=f"flowc-wait-{process.pid}", daemon=True).start()
+        return process.pid
+
+    def close(self) -> None:
+        pass
+
+
+class ForkServer:
+    """One warm interpreter that forks a process per child (see compiler.runtime.forkserver)."""
+
+    READY_TIMEOUT_S = 120.0
+
+    def __init__(self, python: str, cwd: Path, env: dict[str, str]) -> None:
+        self.python = python
+        self._lock = threading.Lock()
+        self._pending: dict[int, list[Any]] = {}  # id -> [event, pid]
+        self._exits: dict[int, Callable[[int], None]] = {}
+        self._next = 0
+        self._ready = threading.Event()
+        self._failed: str | None = None
+        self._stderr: list[str] = []
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        self._control = ours
+        try:
+            self._process = subprocess.Popen(
+                [python, "-m", "compiler.runtime.forkserver", str(theirs.fileno())],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                pass_fds=(theirs.fileno(),),
+                cwd=cwd,
+                env=env,
+                start_new_session=True,
+            )
+        except OSError as error:
+            self._failed = f"cannot start the child interpreter {python}: {error}"
+            self._ready.set()
+            self._process = None
+            return
+        finally:
+            theirs.close()
+        self._stderr_thread = threading.Thread(target=self._read_stderr, name="flowc-forkserver-stderr", daemon=True)
+        self._stderr_thread.start()
+        threading.Thread(target=self._read, name="flowc-forkserver", daemon=True).start()
+
+    def _read_stderr(self) -> None:
+        assert self._process is not None and self._process.stderr is not None
+        for raw in self._process.stderr:
+            if len(self._stderr) < 200:
+                self._stderr.append(raw.decode("utf-8", "replace").rstrip())
+
+    def _read(self) -> None:
+        while True:
+            try:
+                data = self._control.recv(1 << 16)
+            except OSError:
+                data = b""
+            if not data:
+                break
+            message = json.loads(data)
+            op = message.get("op")
+            if op == "ready":
+                self._ready.set()
+            elif op == "started":
+                with self._lock:
+                    waiting = self._pending.get(message["id"])
+                if waiting is not None:
+                    waiting[1] = message["pid"]
+                    waiting[0].set()
+            elif op == "exited":
+                with self._lock:
+                    on_exit = self._exits.pop(message["id"], None)
+                if on_exit is not None:
+                    on_exit(os.waitstatus_to_exitcode(message["status"]))
+        # The server is gone: nothing more starts, and no exit will be reported for the rest.
+        if self._process is not None:
+            self._process.wait()
+            self._stderr_thread.join(timeout=5.0)
+        if self._stderr and self._stderr[-1].startswith(("ModuleNotFoundError", "ImportError")):
+            why = self._stderr[-1]
+        else:
+            why = " | ".join(self._stderr[-3:]) or "it exited"
+        if "No module named 'compiler" in why:
+            why += " (flowc's runtime is not installed in that environment)"
+        self._failed = self._failed or f"the child interpreter {self.python} stopped: {why}"
+        self._ready.set()
+        with self._lock:
+            pending, self._pending = self._pending, {}
+            exits, self._exits = self._exits, {}
+        for waiting in pending.values():
+            waiting[0].set()
+        for on_exit in exits.values():
+            on_exit(-int(signal.SIGKILL))
+
+    def wait_ready(self) -> None:
+        if not self._ready.wait(self.READY_TIMEOUT_S) or self._failed:
+            raise LaunchError(self._failed or f"the child interpreter {self.python} did not start in time")
+
+    def launch(
+        self, request: dict[str, Any], output_fd: int, channel_fd: int, on_exit: Callable[[int], None]
+    ) -> int:
+        self.wait_ready()
+        event = threading.Event()
+        with self._lock:
+            self._next += 1
+            ident = self._next
+            waiting: list[Any] = [event, None]
+            self._pending[ident] = waiting
+            self._exits[ident] = on_exit
+        message = json.dumps({"op": "start", "id": ident, "request": request}).encode("utf-8")
+        try:
+            socket.send_fds(self._control, [message], [output_fd, channel_fd])
+        except OSError as error:
+            with self._lock:
+                self._pending.pop(ident, None)
+                self._exits.pop(ident, None)
+            raise LaunchError(f"the child interpreter {self.python} stopped: {error}") from None
+        event.wait()
+        with self._lock:
+            self._pending.pop(ident, None)
+        if waiting[1] is None:
+            with self._lock:
+                self._exits.pop(ident, None)
+            raise LaunchError(self._failed or f"the child interpreter {self.python} stopped")
+        return int(waiting[1])
+
+    def close(self) -> None:
+        """End the server: it kills whatever is left and exits."""
+        try:
+            self._control.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self._control.close()
+        if self._process is not None:
+            try:
+                self._process.wait(timeout=KILL_GRACE_S + 5)
+            except subprocess.TimeoutExpired:
+                kill_group(self._process.pid, signal.SIGKILL)
+                self._process.wait()
+
+
+# The supervisor -----------------------------------------------------------------------------------
+
+
+class Supervisor:
+    """Starts children, bounds them in time, stops them; nothing it started outlives `close()`."""
+
+    def __init__(
+        self,
+        python: str,
+        run_dir: Path,
+        cwd: Path,
+        sink: OutputSink,
+        method: str | None = None,
+    ) -> None:
+        self.python = python
+        self.run_dir = run_dir
+        self.sink = sink
+        env = dict(os.environ)
+        env["PYTHONUNBUFFERED"] = "1"
+        env.pop("PYTHONSTARTUP", None)
+        method = method or os.environ.get("FLOWC_CHILD_START", "fork")
+        if method not in START_METHODS:
+            raise ValueError(f"FLOWC_CHILD_START={method!r}: expected one of {', '.join(START_METHODS)}")
+        self.method = method
+        self._launcher: ForkServer | Spawner = (
+            ForkServer(python, cwd, env) if method == "fork" else Spawner(python, cwd, env)
+        )
+        self._lock = threading.Lock()
+        self._children: list[ChildProcess] = []
+        self._stopping: str | None = None
+        self._log_names: set[str] = set()
+
+    @property
+    def stopping(self) -> str | None:
+        """Why no new child may start (the run's timeout passed, or it was interrupted)."""
+        return self._stopping
+
+    def log_path(self, label: str) -> Path:
+        base = re.sub(r"[^A-Za-z0-9_.\[\]=,-]+", ".", label).strip(".") or "child"
+        with self._lock:
+            name, n = base, 1
+            while name in self._log_names:
+                n += 1
+                name = f"{base}-{n}"
+            self._log_names.add(name)
+        return self.run_dir / f"{name}.log"
+
+    def start(
+        self,
+        label: str,
+        log_path: Path,
+        request: dict[str, Any],
+        channel_fd: int,
+        timeout_s: float | None,
+        on_done: Callable[[ChildProcess], None],
+    ) -> ChildProcess:
+        """Start a child; `on_done` runs (on another thread) once it exited and its output is read."""
+        child = ChildProcess(label=label, log_path=log_path)
+        if self._stopping:
+            raise LaunchError(f"not started: {self._stopping}")
+        read_fd, write_fd = os.pipe()
+        threading.Thread(target=_pump, args=(child, read_fd, self.sink), name=f"flowc-out-{label}", daemon=True).start()
+
+        def exited(status: int) -> None:
+            child.ended = time.perf_counter()
+            child.exit_status = status
+            child._exited.set()
+            threading.Thread(target=finish, name=f"flowc-done-{label}", daemon=True).start()
+
+        def finish() -> None:
+            # A grandchild that left the group may hold the pipe open: do not wait for it forever.
+            child._drained.wait(timeout=5.0)
+            child.done.set()
+            on_done(child)
+
+        try:
+            self._launcher.wait_ready()
+            child.started_at = datetime.now(timezone.utc)
+            child.started = time.perf_counter()
+            with self._lock:
+                self._children.append(child)
+            child.pid = self._launcher.launch(request, write_fd, channel_fd, exited)
+        except LaunchError as error:
+            child.launch_error = str(error)
+            child.ended = time.perf_counter()
+            os.close(write_fd)
+            child._drained.wait(timeout=1.0)
+            child.done.set()
+            on_done(child)
+            return child
+        finally:
+            if child.pid is not None:
+                os.close(write_fd)
+        if timeout_s is not None:
+            timer = threading.Timer(timeout_s, self.stop, (child, f"timed out after {describe_duration(timeout_s)}"))
+            timer.daemon = True
+            timer.start()
+        if self._stopping:  # stopped while it was starting
+            self.stop(child, self._stopping)
+        return child
+
+    def stop(self, child: ChildProcess, reason: str) -> None:
+        """End a child's process group: SIGTERM, then SIGKILL after the grace period."""
+        if child.done.is_set() or child._exited.is_set() or child.pid is None:
+            return
+        if child.stop_reason is None:
+            child.stop_reason = reason
+        kill_group(child.pid, signal.SIGTERM)
+
+        def escalate() -> None:
+            if not child._exited.wait(KILL_GRACE_S):
+                kill_group(child.pid or 0, signal.SIGKILL)
+
+        threading.Thread(target=escalate, name=f"flowc-kill-{child.label}", daemon=True).start()
+
+    def stop_all(self, reason: str) -> None:
+        """No child starts any more; every running one is stopped with `reason`."""
+        with self._lock:
+            if self._stopping is None:
+                self._stopping = reason
+            children = list(self._children)
+        for child in children:
+            self.stop(child, reason)
+
+    def kill_all(self) -> None:
+        with self._lock:
+            children = list(self._children)
+        for child in children:
+            if child.pid is not None and not child._exited.is_set():
+                kill_group(child.pid, signal.SIGKILL)
+
+    def close(self) -> None:
+        """Stop whatever still runs, wait for every child, then end the launcher."""
+        self.stop_all(self._stopping or "stopped: the composite run ended")
+        with self._lock:
+            children = list(self._children)
+        for child in children:
+            if child.pid is not None:
+                child.done.wait(KILL_GRACE_S + 10)
+        self._launcher.close()
