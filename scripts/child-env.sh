@@ -22,6 +22,7 @@ ROOT="$(dirname "$HERE")"
 . "$HERE/_common.sh"
 
 CACHE="${FLOWC_CHILD_ENV_DIR:-/var/tmp/flowc-child-env}"
+PYTHON="${PYTHON:-python3}"  # runs flowc itself
 REQUIREMENTS=("prefect==1.4.1" "marshmallow<4" "pendulum<3")
 
 find_python() {
@@ -39,12 +40,8 @@ find_python() {
     command -v python3 || die "no python3"
 }
 
-runtime_digest() {
-    (cd "$ROOT" && cat compiler/__init__.py compiler/runtime/*.py | sha256sum | cut -c1-16)
-}
-
 build() {
-    local base version dir digest
+    local base version dir
     base="$(find_python)"
     version="$("$base" -c 'import sys; print("%d.%d.%d" % sys.version_info[:3])')"
     dir="$CACHE/py$version"
@@ -59,16 +56,10 @@ build() {
             || { rm -rf "$dir"; die "pip install ${REQUIREMENTS[*]} failed"; }
         touch "$dir/complete"
     fi
-    digest="$(runtime_digest)"
-    if [ "$(cat "$dir/runtime" 2>/dev/null || true)" != "$digest" ]; then
-        log "installing flowc's runtime from $ROOT"
-        # flowc itself needs 3.11 and pydantic 2; the runtime needs only prefect and the
-        # standard library, so install the package without its dependencies.
-        "$dir/venv/bin/python" -m pip install -q --disable-pip-version-check --no-deps \
-            --ignore-requires-python --force-reinstall "$ROOT" >&2 \
-            || die "installing flowc's runtime into $dir/venv failed"
-        printf '%s\n' "$digest" >"$dir/runtime"
-    fi
+    # The documented way: flowc's runtime alone (prefect + the standard library), skipped when
+    # the installed one is the same.
+    (cd "$ROOT" && "$PYTHON" -m compiler runtime install --python "$dir/venv/bin/python" >&2) \
+        || die "flowc runtime install --python $dir/venv/bin/python failed"
     printf 'export FLOWC_CHILD_PYTHON=%q\n' "$dir/venv/bin/python"
 }
 

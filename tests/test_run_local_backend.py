@@ -16,7 +16,8 @@ from prefect import Flow, Parameter, task
 from prefect.engine.results import LocalResult, PrefectResult
 from prefect.tasks.prefect import create_flow_run, get_task_run_result, wait_for_flow_run
 
-from compiler.local.backend import ProcessBackend, load_result
+from compiler.local.backend import ProcessBackend
+from compiler.local.results import load_result
 from compiler.runtime.child import bounded, build_report
 from compiler.runtime.local import (
     CREATE_FLOW_RUN,

@@ -17,11 +17,9 @@ private channel; they are answered here, so its children are supervised like eve
 from __future__ import annotations
 
 import base64
-import io
 import json
 import pickle
 import socket
-import sys
 import threading
 import time
 import uuid
@@ -33,10 +31,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 import prefect
-from prefect.engine.result import Result
 from prefect.engine.signals import signal_from_state
 from prefect.engine.state import State
 
+from compiler.local.results import load_result
 from compiler.local.supervise import ChildProcess, LaunchError, Supervisor
 from compiler.runtime.child import bounded
 from compiler.runtime.local import (
@@ -472,43 +470,3 @@ def _run_name(current: str | None, flow_name: str) -> str | None:
 def _jsonable_context(context: dict[str, Any]) -> dict[str, Any]:
     """The extra context a create_flow_run passes, as far as JSON carries it to the child."""
     return json.loads(json.dumps(context, default=repr))
-
-
-# Loading a reported result ---------------------------------------------------------------------
-
-_TRUSTED_PREFIXES = ("prefect", "compiler.runtime", "pendulum", "cloudpickle", "marshmallow")
-
-
-class _ResultUnpickler(pickle.Unpickler):
-    """Unpickles a Result object only from Prefect, flowc's runtime and the standard library,
-    so loading a result never imports a child's module into flowc."""
-
-    def find_class(self, module: str, name: str) -> Any:
-        top = module.split(".", 1)[0]
-        if module.startswith(_TRUSTED_PREFIXES) or top in sys.stdlib_module_names:
-            return super().find_class(module, name)
-        raise pickle.UnpicklingError(f"{module}.{name} is not one of Prefect's classes")
-
-
-def load_result(entry: dict[str, Any] | None, described: str) -> Any:
-    """The value a task persisted, read through its own Result class from its location."""
-    if entry is None or (entry.get("location") is None and entry.get("location_file") is None):
-        if entry is not None and entry.get("has_value"):
-            raise ValueError(
-                f"{described} returned a value but did not persist it ({entry['class'].rsplit('.', 1)[-1]}), so "
-                "another flow run cannot load it; give the task result=PrefectResult() and checkpoint=True"
-            )
-        return None
-    location = entry.get("location")
-    if location is None:
-        with open(entry["location_file"], encoding="utf-8") as handle:
-            location = handle.read()
-    if not entry.get("pickle"):
-        raise ValueError(f"{described}: its Result ({entry['class']}) could not be handed to flowc")
-    try:
-        result = _ResultUnpickler(io.BytesIO(base64.b64decode(entry["pickle"]))).load()
-    except Exception as error:
-        raise ValueError(f"{described}: cannot load its Result ({entry['class']}): {error}") from None
-    if not isinstance(result, Result):
-        raise ValueError(f"{described}: {entry['class']} is not a Prefect Result")
-    return result.read(location).value
