@@ -28,6 +28,7 @@ import click
 
 from compiler import console
 from compiler.config import Project
+from compiler.rendercache import cache_dir
 
 if TYPE_CHECKING:
     import docker
@@ -416,14 +417,6 @@ class WheelProvider:
         return self._wheel
 
 
-def cache_dir() -> Path:
-    explicit = os.environ.get("FLOWC_CACHE_DIR")
-    if explicit:
-        return Path(explicit)
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "flowc"
-
-
 def flowc_source_tree() -> Path | None:
     """The checkout flowc runs from (an editable install), or None for an installed wheel."""
     import compiler
@@ -528,7 +521,10 @@ def write_json(targets: list[Target], path: Path, tally: Tally, progress: Progre
     from compiler.register import write_flows_json
 
     serialized = [flow for _, flow in _serialized_flows(targets, tally)]
-    write_flows_json(path, serialized)
+    try:
+        write_flows_json(path, serialized)
+    except OSError as error:
+        raise BuildFailure(f"cannot write {path}: {error.strerror or error}") from None
     tally.written = len(serialized)
     progress.say(f"wrote {path} ({len(serialized)} flow{'s' if len(serialized) != 1 else ''})")
     projects = sorted({t.project_name for t in targets if t.name not in tally.image_failed})

@@ -135,9 +135,7 @@ def run_generate(
         lock = load_lock(project)
     except CompileError as error:
         _fail(error.diagnostics, style)
-    state = project.root / ".flowc"
-    state.mkdir(exist_ok=True)
-    with FileLock(str(state / "generate.lock")):
+    with FileLock(_generate_lock_path(project)):
         with console.progress_bar("generating") as progress:
             tree = build_tree(project, spec_paths, lock, progress)
         if tree.diagnostics:
@@ -164,6 +162,28 @@ def run_generate(
                 f"{report.unchanged} unchanged, {len(report.removed)} removed"
             )
     return 1 if fail_on_change and (report.written or report.removed) else 0
+
+
+def _generate_lock_path(project: Project) -> str:
+    """Where concurrent generates serialise: .flowc/ in the project, else (a read-only root) this
+    machine's cache."""
+    state = project.root / ".flowc"
+    try:
+        state.mkdir(exist_ok=True)
+        return str(state / "generate.lock")
+    except OSError:
+        import hashlib
+
+        from compiler.rendercache import cache_dir
+
+        locks = cache_dir() / "locks"
+        try:
+            locks.mkdir(parents=True, exist_ok=True)
+        except OSError:
+            import tempfile
+
+            locks = Path(tempfile.gettempdir())
+        return str(locks / f"generate-{hashlib.sha256(str(project.root).encode()).hexdigest()[:16]}.lock")
 
 
 @main.command()
@@ -226,8 +246,12 @@ def check(specs: tuple[str, ...], style: str, stat: bool) -> None:
             )
         sys.exit(1)
     if style == "text":
-        console.detail(f"{tree.skipped} of {tree.specs} spec(s) vouched for by their files' digests, not rendered")
-        console.info(f"{tree.specs} spec(s) up to date")
+        console.detail(f"{tree.skipped} of {tree.specs} spec(s) taken from this machine's render cache, not rendered")
+        if tree.specs == 0:
+            where = project.relative(project.specs_dir)
+            console.info(f"nothing to check: no specs in {where}/ ({project.specs_dir}); see [tool.flowc] specs")
+        else:
+            console.info(f"{tree.specs} spec(s) up to date")
 
 
 def _lock_line(lock_text: str, key: str) -> int:
@@ -316,12 +340,13 @@ def graph(spec: str, fmt: str) -> None:
 
 def _plan_or_fail(spec: str):  # noqa: ANN202 - returns compiler.plan.Plan
     from compiler.compile import compile_plan
-    from compiler.output import load_lock
+    from compiler.output import load_lock, read_spec
 
     project = _project()
     path = Path(spec)
     try:
-        return compile_plan(path.read_text(encoding="utf-8"), project.relative(path), load_lock(project))
+        display = project.relative(path)
+        return compile_plan(read_spec(path, display), display, load_lock(project))
     except CompileError as error:
         _fail(error.diagnostics, "text")
 

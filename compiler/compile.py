@@ -145,7 +145,11 @@ def compile_plan(text: str, spec_path: str, lock: Lock) -> Plan:
 
 def _check_spec_path(spec_path: str) -> None:
     """The path is written into headers and a Dockerfile label, so it must be plain."""
-    if not SAFE_SPEC_PATH.match(spec_path) or ".." in spec_path.split("/"):
+    if spec_path.startswith("/") or ".." in spec_path.split("/"):
+        raise CompileError(
+            [Diagnostic(spec_path, 1, 1, "spec is outside the project; put it (or a link to it) under specs/")]
+        )
+    if not SAFE_SPEC_PATH.match(spec_path):
         raise CompileError(
             [Diagnostic(spec_path, 1, 1, "spec file paths may hold only letters, digits and '_./-', and end in .yaml")]
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import tomllib
 from dataclasses import dataclass
@@ -25,11 +26,14 @@ class Project:
 
     def relative(self, path: Path) -> str:
         """A path as headers and diagnostics show it: relative to the root, with '/'."""
-        resolved = path.resolve()
-        try:
-            return resolved.relative_to(self.root).as_posix()
-        except ValueError:
-            return path.as_posix()
+        # The path as named first (a spec linked in from outside the project is still
+        # specs/x.yaml), then as resolved (a path given through a symlinked directory).
+        for candidate in (Path(os.path.abspath(path)), path.resolve()):
+            try:
+                return candidate.relative_to(self.root).as_posix()
+            except ValueError:
+                continue
+        return path.as_posix()
 
     def spec_files(self) -> list[Path]:
         """Every spec in specs/, in a stable order; the lock is not a spec."""

@@ -1,17 +1,19 @@
 """The inputs' digest and the headers that carry it.
 
-Kept free of pydantic, jinja2, black and prefect, so that `flowc check` on an up-to-date tree can
-compare digests without rendering anything.
+Kept free of pydantic, jinja2, black and prefect: with compiler.rendercache, `flowc check` on an
+up-to-date tree decides without rendering. The digest in a header is for people and for the cache
+key; it never vouches for the file it is in.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 from dataclasses import dataclass
 from functools import lru_cache
-from importlib import metadata
+import importlib.util
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -23,10 +25,7 @@ from compiler.yamlsafe import YamlLimitError, expands_within_bounds, load_bounde
 # The repository's templates/, seen through the compiler/templates symlink, which a wheel
 # turns into package data: a checkout and an installed flowc read the same files.
 TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
-TEMPLATE_NAMES = ("flow.py.j2", "Dockerfile.j2", "README.md.j2")
-# Every image holds the runtime (from flowc's own wheel), so its source is an input of the image tag.
 PACKAGE_DIR = Path(__file__).resolve().parent
-RUNTIME_SOURCES = ("__init__.py", "keys.py", "runtime/*.py")
 
 _HEADER = re.compile(
     r"(?:# |<!-- )flowc: inputs=(?P<inputs>sha256:[0-9a-f]{64}) output=(?P<output>sha256:[0-9a-f]{64})"
@@ -35,20 +34,49 @@ _HEADER = re.compile(
 
 @lru_cache(maxsize=1)
 def toolchain_digest() -> str:
-    """flowc's version, black's version, the templates and the runtime: what turns the same spec
-    into other text or another image."""
+    """Everything of flowc that turns the same spec into other text or another image: every file
+    of the compiler package (its Python sources, the templates through compiler/templates, the
+    runtime the image holds) and the versions of black and jinja2. Any change to the compiler
+    changes every header: regenerate (`flowc generate`) and commit the result."""
     digest = hashlib.sha256()
     digest.update(f"flowc {__version__}\n".encode())
-    try:
-        digest.update(f"black {metadata.version('black')}\n".encode())
-    except metadata.PackageNotFoundError:
-        digest.update(b"black missing\n")
-    for name in TEMPLATE_NAMES:
-        digest.update(name.encode() + b"\0" + (TEMPLATES_DIR / name).read_bytes() + b"\0")
-    for path in sorted(p for pattern in RUNTIME_SOURCES for p in PACKAGE_DIR.glob(pattern)):
-        name = path.relative_to(PACKAGE_DIR).as_posix()
+    for package in ("black", "jinja2"):
+        digest.update(f"{package} {installed_version(package)}\n".encode())
+    for name, path in compiler_files():
         digest.update(name.encode() + b"\0" + path.read_bytes() + b"\0")
     return digest.hexdigest()
+
+
+def installed_version(package: str) -> str:
+    """A package's version from its .dist-info directory's name, found beside the package without
+    importing it or importlib.metadata (which alone costs a warm check a fifth of its time)."""
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.origin:
+        return "missing"
+    package_dir = Path(spec.origin).parent
+    for site in (package_dir.parent, package_dir):
+        names = sorted(site.glob(f"{package}-*.dist-info")) + sorted(site.glob(f"{package.capitalize()}-*.dist-info"))
+        if names:
+            return names[0].name[len(package) + 1 : -len(".dist-info")]
+    try:
+        from importlib import metadata
+
+        return metadata.version(package)
+    except Exception:  # noqa: BLE001 - any failure means: not known
+        return "unknown"
+
+
+def compiler_files() -> list[tuple[str, Path]]:
+    """(name relative to the package, path) of every source file of flowc, sorted by name."""
+    files = []
+    for directory, subdirectories, names in os.walk(PACKAGE_DIR, followlinks=True):
+        subdirectories[:] = sorted(d for d in subdirectories if d != "__pycache__" and not d.startswith("."))
+        for name in names:
+            if name.endswith((".pyc", ".pyo")) or name.startswith("."):
+                continue
+            path = Path(directory) / name
+            files.append((path.relative_to(PACKAGE_DIR).as_posix(), path))
+    return sorted(files)
 
 
 def spec_data(text: str) -> Any:
@@ -59,7 +87,7 @@ def spec_data(text: str) -> Any:
     """
     try:
         data = load_bounded(text)
-    except (yaml.YAMLError, YamlLimitError, RecursionError):
+    except (yaml.YAMLError, YamlLimitError, RecursionError, ValueError):  # ValueError: a huge int
         return None
     return data if expands_within_bounds(data) else None
 
@@ -75,15 +103,24 @@ def used_lock_keys(data: Any) -> list[str]:
 
 
 def inputs_digest(spec_path: str, data: Any, lock_entries: Mapping[str, Any]) -> str:
-    """sha256 over everything a generated file depends on; comments in the spec do not count."""
-    document = {
-        "toolchain": toolchain_digest(),
-        "spec_path": spec_path,
-        "spec": data,
-        "lock": {key: lock_entries.get(key) for key in used_lock_keys(data)},
-    }
-    text = json.dumps(document, sort_keys=True, default=repr, separators=(",", ":"))
-    return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
+    """sha256 over everything a generated file depends on; comments in the spec do not count.
+
+    Mapping order counts: the output keeps the spec's order (mapped parameters, dict defaults),
+    so two orders are two inputs, and equal digests mean equal bytes.
+    """
+    document = [
+        ["toolchain", toolchain_digest()],
+        ["spec_path", spec_path],
+        ["spec", data],
+        ["lock", [[key, lock_entries.get(key)] for key in used_lock_keys(data)]],
+    ]
+    try:
+        text = json.dumps(document, separators=(",", ":"), ensure_ascii=False)
+    except (TypeError, ValueError):
+        # Data no spec may hold (dates, sets, non-string keys, huge integers): the spec will be
+        # rejected, so the digest only needs to be deterministic.
+        text = "rejected:" + repr(document)
+    return "sha256:" + hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def body_digest(body: str) -> str:
@@ -123,12 +160,3 @@ def edited_by_hand(text: str) -> bool:
     """True when a generated file's content no longer matches the digest in its own header."""
     parsed = read_header(text)
     return parsed is not None and parsed[0].output != body_digest(parsed[1])
-
-
-def is_intact(text: str, inputs: str) -> bool:
-    """True when the file was generated from these inputs and nobody has edited it since."""
-    parsed = read_header(text)
-    if parsed is None:
-        return False
-    header, body = parsed
-    return header.inputs == inputs and header.output == body_digest(body)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import difflib
 import os
 import shutil
+import stat
 import tempfile
 import uuid
 from collections import Counter
@@ -15,11 +16,12 @@ from typing import Any
 
 from compiler.compile import compile_specs, lock_entries
 from compiler.config import Project
-from compiler.diagnostics import Diagnostic
-from compiler.fingerprint import edited_by_hand, inputs_digest, is_intact, read_header, spec_data
+from compiler.diagnostics import CompileError, Diagnostic
+from compiler.fingerprint import edited_by_hand, inputs_digest, spec_data
 from compiler.lockfile import Lock, read_lock_file
+from compiler.owned import owned_orphans, read_generated, unsafe_targets
+from compiler.rendercache import file_digest, record, recorded
 
-GENERATED_FILES = ("flow.py", "Dockerfile", "README.md")
 ProgressHook = Callable[[int], Callable[[], None]]  # total stale specs -> a tick per compiled one
 
 
@@ -42,41 +44,45 @@ def load_lock(project: Project) -> Lock:
 def build_tree(
     project: Project, spec_paths: list[Path] | None, lock: Lock, progress: ProgressHook | None = None
 ) -> Tree:
-    """Compile the specs (every spec when None), skipping those whose files are intact.
+    """Compile the specs (every spec when None); a spec is skipped only when this machine's
+    render cache (compiler.rendercache) records that these inputs rendered to exactly the bytes
+    on disk. Every rendered spec is recorded there.
 
     `progress(total)` is called once the stale specs are known and returns a tick per compiled spec.
     """
     tree = Tree()
     everything = spec_paths is None
-    paths = project.spec_files() if spec_paths is None else spec_paths
+    paths = unique_specs(project.spec_files() if spec_paths is None else spec_paths)
     entries = lock_entries(lock)
     owners: dict[str, str] = {}
     sources: list[tuple[str, str, Any]] = []  # (display, text, data) of every readable spec
     for path in paths:
         display = project.relative(path)
         tree.specs += 1
-        try:
-            text = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as error:
-            tree.diagnostics.append(Diagnostic(display, 1, 1, f"cannot read spec: {error}"))
-            continue
-        sources.append((display, text, spec_data(text)))
+        text = _read_spec(path, display, tree.diagnostics)
+        if text is not None:
+            sources.append((display, text, spec_data(text)))
     # A name two specs claim is never taken as up to date: compiling both reports the clash.
     claimed = Counter(_fast_name(data) for _, _, data in sources)
     stale: list[tuple[str, str]] = []
+    digests: list[str] = []
     for display, text, data in sources:
         name = _fast_name(data)
-        if name is not None and claimed[name] == 1 and _intact(project, name, inputs_digest(display, data, entries)):
-            owners[name] = display
-            tree.fresh.update(f"{name}/{f}" for f in GENERATED_FILES)
+        digest = inputs_digest(display, data, entries)
+        files = recorded(digest) if name is not None and claimed[name] == 1 else None
+        if files is not None and _on_disk(project, name, files):
+            owners[str(name)] = display
+            tree.fresh.update(files)
             tree.skipped += 1
         else:
             stale.append((text, display))
+            digests.append(digest)
     tick = progress(len(stale)) if progress is not None and stale else None
-    for (_, display), files in zip(stale, compile_specs(stale, lock, entries, tick)):
+    for (_, display), digest, files in zip(stale, digests, compile_specs(stale, lock, entries, tick)):
         if isinstance(files, list):
             tree.diagnostics.extend(files)
             continue
+        record(digest, files)
         name = next(iter(files)).split("/", 1)[0]
         if name in owners:
             tree.diagnostics.append(
@@ -85,9 +91,51 @@ def build_tree(
             continue
         owners[name] = display
         tree.rendered.update(files)
+    tree.diagnostics.extend(unsafe_targets(project, sorted(set(tree.rendered) | tree.fresh)))
     if everything:
-        tree.orphans = _orphans(project, set(tree.rendered) | tree.fresh, owners)
+        tree.orphans = owned_orphans(project, set(tree.rendered) | tree.fresh)
     return tree
+
+
+def unique_specs(paths: list[Path]) -> list[Path]:
+    """Each spec file once, however often it is named or linked (`a.yaml a.yaml`, a symlink in
+    specs/): a regular file before a link to it, else the first name given."""
+    chosen: dict[object, int] = {}
+    for index, path in sorted(enumerate(paths), key=lambda item: (item[1].is_symlink(), item[0])):
+        try:
+            info = os.stat(path)
+            key: object = (info.st_dev, info.st_ino)
+        except OSError:  # missing, a symlink loop: reading it reports it
+            key = path
+        chosen.setdefault(key, index)
+    keep = set(chosen.values())
+    return [path for index, path in enumerate(paths) if index in keep]
+
+
+def read_spec(path: Path, display: str) -> str:
+    """A spec's text; CompileError (one located line) for a directory, an unreadable file or
+    bytes that are not UTF-8."""
+    try:
+        data = path.read_bytes()
+    except IsADirectoryError:
+        raise CompileError([Diagnostic(display, 1, 1, "is a directory, not a spec file")]) from None
+    except OSError as error:
+        raise CompileError([Diagnostic(display, 1, 1, f"cannot read spec: {error.strerror or error}")]) from None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = data.count(b"\n", 0, error.start) + 1
+        col = error.start - (data.rfind(b"\n", 0, error.start) + 1) + 1
+        byte = data[error.start : error.start + 1].hex()
+        raise CompileError([Diagnostic(display, line, col, f"spec is not UTF-8 text (byte 0x{byte} here)")]) from None
+
+
+def _read_spec(path: Path, display: str, diagnostics: list[Diagnostic]) -> str | None:
+    try:
+        return read_spec(path, display)
+    except CompileError as error:
+        diagnostics.extend(error.diagnostics)
+        return None
 
 
 def _fast_name(data: object) -> str | None:
@@ -95,35 +143,15 @@ def _fast_name(data: object) -> str | None:
     return name if isinstance(name, str) and name.isidentifier() and name.isascii() else None
 
 
-def _intact(project: Project, name: str, digest: str) -> bool:
-    for file_name in GENERATED_FILES:
-        target = project.generated_dir / name / file_name
-        try:
-            if not is_intact(target.read_text(encoding="utf-8"), digest):
-                return False
-        except (OSError, UnicodeDecodeError):
+def _on_disk(project: Project, name: str | None, files: dict[str, str]) -> bool:
+    """Whether every recorded file is on disk, a regular file, with exactly the recorded bytes."""
+    for relative, digest in files.items():
+        if relative.split("/", 1)[0] != name:
+            return False
+        data = read_generated(project, relative)
+        if not isinstance(data, bytes) or file_digest(data) != digest:
             return False
     return True
-
-
-def _orphans(project: Project, expected: set[str], owners: dict[str, str]) -> list[str]:
-    """flowc-generated files under generated/ that no spec produces; hand-written files stay."""
-    orphans = []
-    if not project.generated_dir.is_dir():
-        return orphans
-    for path in sorted(project.generated_dir.rglob("*")):
-        if not path.is_file():
-            continue
-        relative = path.relative_to(project.generated_dir).as_posix()
-        if relative in expected:
-            continue
-        try:
-            head = path.read_text(encoding="utf-8", errors="replace")[:400]
-        except OSError:
-            continue
-        if read_header(head + "\n") is not None or "Code generated by flowc" in head.split("\n", 1)[0]:
-            orphans.append(relative)
-    return orphans
 
 
 # Writing ----------------------------------------------------------------------------------------
@@ -148,7 +176,7 @@ def write_tree(project: Project, tree: Tree) -> WriteReport:
     changes: dict[Path, str] = {}
     for relative, text in sorted(tree.rendered.items()):
         target = project.generated_dir / relative
-        current = _read(target)
+        current = _read(project, relative)
         if current == text:
             report.unchanged += 1
         else:
@@ -238,11 +266,12 @@ def _remove_empty_parents(directory: Path, stop: Path) -> None:
         directory = directory.parent
 
 
-def _read(path: Path) -> str | None:
-    try:
-        return path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError):
+def _read(project: Project, relative: str) -> str | None:
+    """A generated file's text, never through a symlink; None when it is missing or not a file."""
+    data = read_generated(project, relative)
+    if not isinstance(data, bytes):
         return None
+    return data.decode("utf-8", errors="replace")
 
 
 # Checking ---------------------------------------------------------------------------------------
@@ -281,12 +310,12 @@ def stale_files(project: Project, tree: Tree) -> list[StaleFile]:
     stale = []
     for relative, text in sorted(tree.rendered.items()):
         target = project.generated_dir / relative
-        current = _read(target)
+        current = _read(project, relative)
         if current != text:
             stale.append(StaleFile(project.relative(target), current, text))
     for relative in tree.orphans:
         target = project.generated_dir / relative
-        stale.append(StaleFile(project.relative(target), _read(target) or "", None))
+        stale.append(StaleFile(project.relative(target), _read(project, relative) or "", None))
     return stale
 
 
@@ -312,6 +341,24 @@ def atomic_write(target: Path, text: str) -> None:
     except BaseException:
         temp.unlink(missing_ok=True)
         raise
+
+
+def write_through(path: Path, text: str) -> None:
+    """Write an output file named on the command line (`--json FILE`) as given: a device, a pipe
+    or /dev/stdout is written to, a symlink is followed and its target replaced, and only a
+    regular file is replaced atomically. OSError (a full disk, /dev/full) is the caller's."""
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        info = None
+    real = os.path.realpath(path)
+    # /dev/stdout redirected to a file is a link into /proc: written to, never renamed over.
+    through = info is not None and (not stat.S_ISREG(info.st_mode) or real.startswith(("/proc/", "/dev/")))
+    if through or (path.is_symlink() and not os.path.exists(real)):
+        with open(path, "w", encoding="utf-8", newline="\n") as stream:
+            stream.write(text)
+        return
+    atomic_write(Path(real), text)
 
 
 def _write_beside(target: Path, text: str) -> Path:

@@ -10,8 +10,6 @@ adds only what flowc needs around them: creating a missing project, a quick reac
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -80,17 +78,11 @@ def flows_document(serialized: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def write_flows_json(path: Path, serialized: list[dict[str, Any]]) -> None:
-    """Write the flows as `prefect build -o` does (json.dump, sorted keys), atomically."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            json.dump(flows_document(serialized), stream, sort_keys=True)
-        os.chmod(temp, 0o644)
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
+    """Write the flows as `prefect build -o` does (json.dump, sorted keys), to the path as given
+    (compiler.output.write_through: a regular file atomically, a link or a device through)."""
+    from compiler.output import write_through
+
+    write_through(path, json.dumps(flows_document(serialized), sort_keys=True))
 
 
 def api_url() -> str:
