@@ -185,15 +185,12 @@ def test_huge_integer_through_graph(project: Path) -> None:
 
 
 def test_tuple_default_is_captured_as_the_list_a_run_receives() -> None:
-    from prefect import Flow, Parameter
+    """The capture process (compiler/runtime/introspect.py) applies this same policy."""
+    from compiler.runtime.introspect import _values_policy
 
-    from compiler.runtime.introspect import describe_flow  # what the lock's child process runs
-
-    flow = Flow("tupled")
-    flow.add_task(Parameter("pair", default=(1, 2)))
-    parameters = describe_flow(flow)["parameters"]
-    assert parameters[0]["default"] == [1, 2]
-    assert type(parameters[0]["default"]) is list
+    normalized = _values_policy()
+    assert normalized((1, 2)) == ([1, 2], None)
+    assert normalized(float("nan"))[1] is not None
 
 
 # -p (item 17) ----------------------------------------------------------------------------------
