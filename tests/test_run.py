@@ -320,8 +320,8 @@ def test_malformed_parameter_values_are_usage_errors(project: Path) -> None:
     )
     assert done.returncode == 2
     assert "-p 'start-value': expected ALIAS-PARAM=VALUE" in done.stderr
-    assert "-p left-factor: '[1,' is not a YAML value" in done.stderr
-    assert "-p right-factor: '!' reads as YAML null" in done.stderr
+    assert "-p left-factor: '[1,' is not accepted: YAML syntax" in done.stderr
+    assert "-p right-factor: expected a number like its default 5.0, got a string" in done.stderr
 
 
 # What runs is the committed file -------------------------------------------------------------------
