@@ -141,6 +141,10 @@ def _result_entry(state: Any, side_file: Callable[[], str]) -> Optional[Dict[str
         empty = copy.copy(result)
         empty.value = None
         empty.location = None
+        # A callable location (LUME's SaveFile: `PrefectResult(location=_unique_file_location)`) is
+        # a function of the child's own module: flowc's unpickler rightly refuses it, and the
+        # location it produced is already in the entry.
+        empty._formatter = None
         entry["pickle"] = base64.b64encode(pickle.dumps(empty, protocol=4)).decode("ascii")
     except Exception:  # flowc then loads it through the class by name, if it can
         entry["pickle"] = None

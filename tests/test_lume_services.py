@@ -1,13 +1,5 @@
 """The LUME-services integration tier: its own flow1, flow2, flow3, unmodified, composed by flowc.
 
-NOT COLLECTED YET (the file name does not match test_*.py): it needs `flowc lock` to capture sources
-in `[tool.flowc] python` (helper lockres) and `flowc run` to run children there (helper isolation),
-neither on main when this landed, plus one line in isolation's compiler/runtime/child.py: a
-pickled Result must drop its `_formatter` with its location (LUME's SaveFile uses
-`PrefectResult(location=_unique_file_location)`, a callable flowc's unpickler rightly refuses).
-With the three on a merge of those branches, all four tests passed (lock, generate, check, run,
-~3 min). Once they are on main: `git mv tests/lume_services_tier.py tests/test_lume_services.py`.
-
 LUME-services' test flows and its own `lume_services/tests/files/flow_of_flows.yaml` (with a
 `source:` added to each flow, nothing else) from the tarball, in its Python 3.9 environment
 (`scripts/lume-env.sh`, named by `[tool.flowc] python`), with its results database on a real
