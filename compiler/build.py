@@ -64,6 +64,7 @@ class Target:
     tag: str
     inputs_digest: str
     directory: Path
+    target: str = "prefect1"  # prefect3 projects are deployed, not registered
 
     @property
     def image(self) -> str:
@@ -93,6 +94,8 @@ class Tally:
     skipped: int = 0
     written: int = 0
     errored: int = 0
+    deployed: int = 0  # prefect3: created or updated
+    unchanged: int = 0
     image_failed: set[str] = field(default_factory=set)
 
 
@@ -111,10 +114,15 @@ def build_command(
         targets = load_targets(project, spec_paths)
         if not no_image:
             build_images(targets, tally, progress, push=True)
+        flows = [t for t in targets if t.target == "prefect1"]
+        deployments = [t for t in targets if t.target == "prefect3" and t.name not in tally.image_failed]
         if json_path is not None:
-            write_json(targets, Path(json_path), tally, progress)
+            write_json(flows, Path(json_path), tally, progress)
         elif not no_register:
-            register_flows(targets, tally, progress)
+            if flows:
+                register_flows(flows, tally, progress)
+            if deployments:
+                deploy_prefect3(project, deployments, tally, progress)
     except BuildFailure as failure:
         _error(str(failure))
         return 1
@@ -139,7 +147,29 @@ def summary(tally: Tally, *, no_image: bool, json_path: str | None, no_register:
         flows = "registration skipped"
     else:
         flows = f"{tally.registered} registered, {tally.skipped} skipped, {tally.errored} errored"
+        if tally.deployed or tally.unchanged:
+            flows += f"; {tally.deployed} deployed, {tally.unchanged} unchanged"
     return f"{images}; {flows}"
+
+
+def deploy_prefect3(project: Project, targets: list[Target], tally: Tally, progress: Progress) -> None:
+    """Create or update each prefect3 composite's deployment on PREFECT_API_URL (its prefect.yaml)."""
+    from compiler.targets.prefect3.deploy import DeployFailure, deploy
+
+    try:
+        outcomes = deploy([t.directory for t in targets], project.children_python("prefect3"))
+    except DeployFailure as failure:
+        raise BuildFailure(str(failure)) from None
+    for outcome in outcomes:
+        if outcome.status == "failed":
+            tally.errored += 1
+            _error(f"{outcome.name}: deployment failed: {outcome.detail}")
+        elif outcome.status == "unchanged":
+            tally.unchanged += 1
+            progress.say(f"{outcome.name}: unchanged ({outcome.detail})")
+        else:
+            tally.deployed += 1
+            progress.say(f"{outcome.name}: {outcome.status} ({outcome.detail})")
 
 
 def load_targets(project: Project, spec_paths: list[Path] | None) -> list[Target]:
@@ -153,7 +183,7 @@ def load_targets(project: Project, spec_paths: list[Path] | None) -> list[Target
     for path in project.spec_files() if spec_paths is None else spec_paths:
         display = project.relative(path)
         try:
-            plan = compile_plan(path.read_text(encoding="utf-8"), display, lock)
+            plan = compile_plan(path.read_text(encoding="utf-8"), display, lock, project.target)
         except CompileError as error:  # pragma: no cover - generate reported it already
             raise BuildFailure(f"{display}: {error.diagnostics[0].message}") from None
         targets.append(
@@ -165,6 +195,7 @@ def load_targets(project: Project, spec_paths: list[Path] | None) -> list[Target
                 tag=plan.image_tag,
                 inputs_digest=plan.inputs_digest,
                 directory=project.generated_dir / plan.name,
+                target=plan.target or project.target,
             )
         )
     return targets

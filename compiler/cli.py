@@ -206,6 +206,7 @@ def check(specs: tuple[str, ...], style: str, stat: bool) -> None:
     from compiler.diffview import show_changes
     from compiler.lock import drifted, render_lock
     from compiler.output import build_tree, load_lock, stale_files
+    from compiler.targets.prefect3.capture import capturer
 
     project = _project()
     try:
@@ -218,7 +219,7 @@ def check(specs: tuple[str, ...], style: str, stat: bool) -> None:
     stale = stale_files(project, tree)
     changes = [(item.path, item.current, item.expected) for item in stale]
     problems = [item.diagnostic() for item in stale]
-    drift = drifted(lock, project.root, project.python)
+    drift = drifted(lock, project.root, project.python, capture3=capturer(project))
     lock_display = project.relative(project.lock_path)
     lock_text = project.lock_path.read_text(encoding="utf-8") if project.lock_path.exists() else ""
     for key, changes_of_flow in sorted(drift.changes.items()):
@@ -280,6 +281,7 @@ def lock(check_only: bool) -> None:
     """
     from compiler.lock import relock, render_lock, wanted_flows
     from compiler.output import atomic_write, load_lock, unified_diff
+    from compiler.targets.prefect3.capture import capturer
 
     project = _project()
     wanted, problems = wanted_flows(project)
@@ -290,7 +292,7 @@ def lock(check_only: bool) -> None:
         current = None
     if problems:
         _fail(problems, "text")
-    relocked = relock(wanted, current, project.root, project.python)
+    relocked = relock(wanted, current, project.root, project.python, capture3=capturer(project))
     for note in relocked.notes:
         console.note(note)
     if relocked.problems:
@@ -346,7 +348,7 @@ def _plan_or_fail(spec: str):  # noqa: ANN202 - returns compiler.plan.Plan
     path = Path(spec)
     try:
         display = project.relative(path)
-        return compile_plan(read_spec(path, display), display, load_lock(project))
+        return compile_plan(read_spec(path, display), display, load_lock(project), project.target)
     except CompileError as error:
         _fail(error.diagnostics, "text")
 
@@ -385,6 +387,8 @@ def run(spec: str, params: tuple[str, ...], as_json: bool, timeout: str | None) 
     stale or wrong; 2 usage errors; 130/143 interrupted.
     """
     from compiler.local.run import run_command
+    from compiler.compile import spec_target
+    from compiler.fingerprint import spec_data
     from compiler.preflight import results_store_problem
 
     timeout_s = None
@@ -399,7 +403,12 @@ def run(spec: str, params: tuple[str, ...], as_json: bool, timeout: str | None) 
     if problem:
         console.error(f"error: {problem}")
         sys.exit(1)
-    sys.exit(run_command(_project(), Path(spec), params, as_json, timeout_s))
+    project = _project()
+    if spec_target(spec_data(Path(spec).read_text(encoding="utf-8")), project.target) == "prefect3":
+        from compiler.targets.prefect3.local import run_command as run_prefect3
+
+        sys.exit(run_prefect3(project, Path(spec), params, as_json))
+    sys.exit(run_command(project, Path(spec), params, as_json, timeout_s))
 
 
 @main.command()

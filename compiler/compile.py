@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence, Union
 from compiler.diagnostics import CompileError, Diagnostic
 from compiler.fingerprint import inputs_digest, spec_data
 from compiler.lockfile import Lock
+from compiler.targets import DEFAULT_TARGET, effective_target
 
 if TYPE_CHECKING:
     from compiler.plan import Plan
@@ -25,25 +26,43 @@ def lock_entries(lock: Lock) -> dict[str, Any]:
     return {key: {"source": flow.source, **flow.interface_data()} for key, flow in lock.flows.items()}
 
 
-def spec_digest(text: str, spec_path: str, entries: Mapping[str, Any]) -> str:
-    return inputs_digest(spec_path, spec_data(text), entries)
+def spec_target(data: Any, default_target: str = DEFAULT_TARGET) -> str:
+    """The target a spec compiles for: its own `target:`, else the project's default."""
+    return effective_target(data.get("target") if isinstance(data, dict) else None, default_target)
 
 
-def compile_spec(text: str, spec_path: str, lock: Lock, entries: Mapping[str, Any] | None = None) -> dict[str, str]:
+def spec_digest(text: str, spec_path: str, entries: Mapping[str, Any], default_target: str = DEFAULT_TARGET) -> str:
+    data = spec_data(text)
+    return inputs_digest(spec_path, data, entries, spec_target(data, default_target))
+
+
+def compile_spec(
+    text: str,
+    spec_path: str,
+    lock: Lock,
+    entries: Mapping[str, Any] | None = None,
+    default_target: str = DEFAULT_TARGET,
+) -> dict[str, str]:
     """Compile one spec into {"<name>/<file>": text}; raises CompileError listing every problem.
 
-    `spec_path` is the spec's path relative to the project root, as it appears in headers.
+    `spec_path` is the spec's path relative to the project root, as it appears in headers;
+    `default_target` is the project's `[tool.flowc] target`, which a spec's `target:` overrides.
     """
+    from compiler import targets
     from compiler.plan import build_plan
-    from compiler.render import render_plan
     from compiler.spec import parse_spec
 
     _check_spec_path(spec_path)
+    _check_target(default_target)
     with _no_cycle_collection():
         parsed = parse_spec(text, spec_path)
-        digest = spec_digest(text, spec_path, entries if entries is not None else lock_entries(lock))
+        digest = spec_digest(text, spec_path, entries if entries is not None else lock_entries(lock), default_target)
         plan = build_plan(parsed, lock, digest)
-        return {f"{plan.name}/{name}": body for name, body in render_plan(plan).items()}
+        target = plan.target or default_target
+        problems = targets.check(plan, parsed, lock, target)
+        if problems:
+            raise CompileError(problems)
+        return {f"{plan.name}/{name}": body for name, body in targets.render(plan, target).items()}
 
 
 @contextmanager
@@ -67,7 +86,7 @@ PARALLEL_MIN_SPECS = 8
 JOBS_ENV = "FLOWC_JOBS"
 
 Compiled = Union[dict[str, str], list[Diagnostic]]
-_shared: tuple[Lock, Mapping[str, Any]] | None = None  # what forked workers inherit
+_shared: tuple[Lock, Mapping[str, Any], str] | None = None  # what forked workers inherit
 
 
 def compile_specs(
@@ -75,6 +94,7 @@ def compile_specs(
     lock: Lock,
     entries: Mapping[str, Any],
     progress: Callable[[], None] | None = None,
+    default_target: str = DEFAULT_TARGET,
 ) -> list[Compiled]:
     """compile_spec over many (text, spec_path) pairs: files, or the diagnostics, per spec, in order.
 
@@ -87,13 +107,13 @@ def compile_specs(
     tick = progress or (lambda: None)
     workers = _worker_count(len(specs))
     if workers <= 1:
-        return [_ticked(_compile_one(spec, lock, entries), tick) for spec in specs]
+        return [_ticked(_compile_one(spec, lock, entries, default_target), tick) for spec in specs]
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
     # Compile the first spec here: it imports black, jinja2 and pydantic once, before the fork.
-    first = _ticked(_compile_one(specs[0], lock, entries), tick)
-    _shared = (lock, entries)
+    first = _ticked(_compile_one(specs[0], lock, entries, default_target), tick)
+    _shared = (lock, entries, default_target)
     try:
         with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
             chunks = max(1, len(specs) // (workers * 8))
@@ -120,10 +140,10 @@ def _worker_count(specs: int) -> int:
     return min(cores, specs // (PARALLEL_MIN_SPECS // 2))
 
 
-def _compile_one(spec: tuple[str, str], lock: Lock, entries: Mapping[str, Any]) -> Compiled:
+def _compile_one(spec: tuple[str, str], lock: Lock, entries: Mapping[str, Any], default_target: str) -> Compiled:
     text, spec_path = spec
     try:
-        return compile_spec(text, spec_path, lock, entries)
+        return compile_spec(text, spec_path, lock, entries, default_target)
     except CompileError as error:
         return list(error.diagnostics)
 
@@ -133,14 +153,28 @@ def _compile_shared(spec: tuple[str, str]) -> Compiled:
     return _compile_one(spec, *_shared)
 
 
-def compile_plan(text: str, spec_path: str, lock: Lock) -> Plan:
+def compile_plan(text: str, spec_path: str, lock: Lock, default_target: str = DEFAULT_TARGET) -> Plan:
     """The validated plan of one spec (same checks as compile_spec, without rendering)."""
+    from compiler import targets
     from compiler.plan import build_plan
     from compiler.spec import parse_spec
 
     _check_spec_path(spec_path)
+    _check_target(default_target)
     parsed = parse_spec(text, spec_path)
-    return build_plan(parsed, lock, spec_digest(text, spec_path, lock_entries(lock)))
+    plan = build_plan(parsed, lock, spec_digest(text, spec_path, lock_entries(lock), default_target))
+    problems = targets.check(plan, parsed, lock, plan.target or default_target)
+    if problems:
+        raise CompileError(problems)
+    return plan
+
+
+def _check_target(target: str) -> None:
+    from compiler.targets import TARGETS
+
+    if target not in TARGETS:
+        message = f"[tool.flowc] target {target!r} is not a target; known: {', '.join(TARGETS)}"
+        raise CompileError([Diagnostic("pyproject.toml", 1, 1, message)])
 
 
 def _check_spec_path(spec_path: str) -> None:

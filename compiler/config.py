@@ -10,6 +10,7 @@ from pathlib import Path
 
 DEFAULTS = {"specs": "specs", "generated": "generated", "lock": "specs/flows.lock.yaml", "target": "prefect1"}
 TARGETS = ("prefect1", "prefect3")
+PREFECT3_PYTHON_ENV = "FLOWC_PREFECT3_PYTHON"
 
 
 @dataclass(frozen=True)
@@ -23,6 +24,13 @@ class Project:
     python: str = sys.executable
     # The default target of the project's specs; a spec's own `target:` overrides it.
     target: str = "prefect1"
+    # The interpreter of the Prefect 3 children (prefect3 specs): `[tool.flowc.prefect3] python`,
+    # else `FLOWC_PREFECT3_PYTHON`, else `python` (a project whose children are all Prefect 3).
+    prefect3_python: str | None = None
+
+    def children_python(self, target: str) -> str:
+        """The interpreter that imports and runs the children of a spec of `target`."""
+        return (self.prefect3_python or self.python) if target == "prefect3" else self.python
 
     def relative(self, path: Path) -> str:
         """A path as headers and diagnostics show it: relative to the root, with '/'."""
@@ -52,16 +60,25 @@ def find_project(start: Path | None = None) -> Project:
     root = next((d for d in (here, *here.parents) if (d / "pyproject.toml").is_file()), here)
     settings = dict(DEFAULTS)
     pyproject = root / "pyproject.toml"
+    prefect3: dict[str, object] = {}
     if pyproject.is_file():
         with pyproject.open("rb") as handle:
             table = tomllib.load(handle).get("tool", {}).get("flowc", {})
         settings.update({k: str(v) for k, v in table.items() if k in DEFAULTS or k == "python"})
+        prefect3 = table.get("prefect3") if isinstance(table.get("prefect3"), dict) else {}
     python = settings.get("python")
+    prefect3_python = os.environ.get(PREFECT3_PYTHON_ENV) or (str(prefect3["python"]) if "python" in prefect3 else None)
     return Project(
         root=root,
         specs_dir=root / settings["specs"],
         generated_dir=root / settings["generated"],
         lock_path=root / settings["lock"],
-        python=str((root / python)) if python and ("/" in python or python.startswith(".")) else (python or sys.executable),
+        python=_interpreter(root, python) if python else sys.executable,
         target=settings["target"],
+        prefect3_python=_interpreter(root, prefect3_python) if prefect3_python else None,
     )
+
+
+def _interpreter(root: Path, python: str) -> str:
+    """A path (relative to the root, or absolute) or a command name on PATH."""
+    return str(root / python) if "/" in python or python.startswith(".") else python

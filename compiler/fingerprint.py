@@ -102,7 +102,7 @@ def used_lock_keys(data: Any) -> list[str]:
     return sorted(set(keys))
 
 
-def inputs_digest(spec_path: str, data: Any, lock_entries: Mapping[str, Any]) -> str:
+def inputs_digest(spec_path: str, data: Any, lock_entries: Mapping[str, Any], target: str = "prefect1") -> str:
     """sha256 over everything a generated file depends on; comments in the spec do not count.
 
     Mapping order counts: the output keeps the spec's order (mapped parameters, dict defaults),
@@ -114,6 +114,8 @@ def inputs_digest(spec_path: str, data: Any, lock_entries: Mapping[str, Any]) ->
         ["spec", data],
         ["lock", [[key, lock_entries.get(key)] for key in used_lock_keys(data)]],
     ]
+    if target != "prefect1":  # the spec's effective target; prefect1 digests are as before targets
+        document.append(["target", target])
     try:
         text = json.dumps(document, separators=(",", ":"), ensure_ascii=False)
     except (TypeError, ValueError):

@@ -11,10 +11,11 @@ import json
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
 
 from compiler.capture import Answer, Request, capture_all
 from compiler.diagnostics import CompileError, Diagnostic
+from compiler.targets import effective_target
 from compiler.lockfile import (  # noqa: F401 - the lock's model, re-exported for its users
     LOCK_HEADER,
     LOCK_VERSION,
@@ -32,6 +33,9 @@ from compiler.lockfile import (  # noqa: F401 - the lock's model, re-exported fo
 
 if TYPE_CHECKING:
     from compiler.config import Project
+
+# Captures a Prefect 3 child (project, name, source, its current entry) in its own interpreter.
+Capture3 = Callable[[str, str, "str | None", "FlowInterface | None"], "FlowInterface"]
 
 
 class CaptureError(Exception):
@@ -99,6 +103,7 @@ class Wanted:
     name: str
     source: str | None
     where: Diagnostic  # the spec position that asked for it, for error messages
+    target: str = "prefect1"  # the asking spec's: prefect3 children are Prefect 3 flows
 
 
 def wanted_flows(project: Project) -> tuple[list[Wanted], list[Diagnostic]]:
@@ -122,7 +127,7 @@ def wanted_flows(project: Project) -> tuple[list[Wanted], list[Diagnostic]]:
             continue
         for index, flow in enumerate(parsed.spec.composing_flows):
             where = parsed.where.at(("composing_flows", index, "source" if flow.source else "name"), "")
-            wanted.append(Wanted(flow.project_name, flow.name, flow.source, where))
+            wanted.append(Wanted(flow.project_name, flow.name, flow.source, where, effective_target(parsed.spec.target, project.target)))
     return wanted, problems
 
 
@@ -133,7 +138,9 @@ class Relocked:
     notes: list[str]
 
 
-def relock(wanted: Iterable[Wanted], current: Lock | None, root: Path, python: str) -> Relocked:
+def relock(
+    wanted: Iterable[Wanted], current: Lock | None, root: Path, python: str, capture3: Capture3 | None = None
+) -> Relocked:
     """Capture every wanted flow: from its source, else the backend; an unreachable backend keeps
     the current entry (with a note)."""
     by_key: dict[str, Wanted] = {}
@@ -146,10 +153,19 @@ def relock(wanted: Iterable[Wanted], current: Lock | None, root: Path, python: s
             continue
         if seen is None or (item.source and not seen.source):
             by_key[key] = item
-    answers = capture_all((Request(w.project_name, w.name, w.source) for w in by_key.values()), python, root)
+    prefect3 = {k: w for k, w in by_key.items() if w.target == "prefect3" and capture3 is not None}
+    answers = capture_all((Request(w.project_name, w.name, w.source) for k, w in by_key.items() if k not in prefect3), python, root)
     flows: list[FlowInterface] = []
     notes: list[str] = []
+    for key, item in sorted(prefect3.items()):
+        kept = current.flows.get(key) if current is not None else None
+        try:
+            flows.append(capture3(item.project_name, item.name, item.source, kept))  # type: ignore[misc]
+        except CaptureError as error:
+            problems.append(_moved(item.where, _failure(item.project_name, item.name, item.source, str(error))))
     for key, item in sorted(by_key.items()):
+        if key in prefect3:
+            continue
         answer = answers[key]
         kept = current.flows.get(key) if current is not None else None
         if answer.data is None and answer.unreachable and kept is not None:
@@ -236,7 +252,7 @@ def source_changed(flow: FlowInterface, root: Path) -> bool:
     return files_digest(root, flow.source_files) != flow.source_digest
 
 
-def drifted(lock: Lock, root: Path | None = None, python: str | None = None) -> Drift:
+def drifted(lock: Lock, root: Path | None = None, python: str | None = None, capture3: Capture3 | None = None) -> Drift:
     """Re-capture the flows whose source files changed since the lock was written; only those are
     imported, each in a process of its own."""
     base = root if root is not None else Path.cwd()
@@ -244,7 +260,9 @@ def drifted(lock: Lock, root: Path | None = None, python: str | None = None) -> 
     if not changed:
         return Drift(lock=None, notes=(), errors=())
     answers = capture_all(
-        (Request(f.project_name, f.name, f.source) for f in changed), python or sys.executable, base
+        (Request(f.project_name, f.name, f.source) for f in changed if f.prefect == 1 or capture3 is None),
+        python or sys.executable,
+        base,
     )
     notes: list[str] = []
     errors: list[str] = []
@@ -252,11 +270,14 @@ def drifted(lock: Lock, root: Path | None = None, python: str | None = None) -> 
     failed: dict[str, str] = {}
     updated = dict(lock.flows)
     for flow in changed:
-        answer = answers[flow.key]
         try:
-            if answer.data is None:
-                raise CaptureError(answer.error or "no answer")
-            fresh = interface_from_answer(answer, base)
+            if flow.prefect != 1 and capture3 is not None:
+                fresh = capture3(flow.project_name, flow.name, flow.source, None)
+            else:
+                answer = answers[flow.key]
+                if answer.data is None:
+                    raise CaptureError(answer.error or "no answer")
+                fresh = interface_from_answer(answer, base)
         except CaptureError as error:
             message = _failure(flow.project_name, flow.name, flow.source, str(error))
             errors.append(message)

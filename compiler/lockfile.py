@@ -111,6 +111,9 @@ class FlowInterface:
     source_digest: str | None = None
     # The source's import closure inside the project root (relative paths), which the digest covers.
     source_files: tuple[str, ...] | None = None
+    # The Prefect major version the flow is written for (1: `prefect.Flow`; 3: a Prefect 2.14/3.x
+    # `@flow`, which the prefect3 target composes).
+    prefect: int = 1
 
     @property
     def key(self) -> str:
@@ -127,7 +130,9 @@ class FlowInterface:
 
     def interface_data(self) -> dict[str, Any]:
         """The part of the entry that generated code depends on (hashed into headers)."""
+        version = {} if self.prefect == 1 else {"prefect": self.prefect}
         return {
+            **version,
             "parameters": [{"name": p.name, "default": p.default, "required": p.required} for p in self.parameters],
             "tasks": {t.name: {"slugs": {s: _slug_data(t.slug_result(s)) for s in t.slugs}} for t in self.tasks},
         }
@@ -301,7 +306,7 @@ class _LockReader:
         project_name, _, name = key.partition("/")
         if not project_name or not name or not NAME_TEXT.match(key):
             raise _Invalid(key_node, f"lock key {_shown(key)} is not project/name")
-        optional = ("source", "source_digest", "source_files", "parameters", "tasks")
+        optional = ("source", "source_digest", "source_files", "prefect", "parameters", "tasks")
         entry = self.fields(node, key, required=(), optional=optional)
         source = self.text(entry["source"], "source", SOURCE, "source (module:attribute or path.py:attribute)") if "source" in entry else None
         digest = self.text(entry["source_digest"], "source_digest", DIGEST, "digest (sha256:<64 hex digits>)") if "source_digest" in entry else None
@@ -324,6 +329,7 @@ class _LockReader:
             tasks=tuple(sorted(tasks, key=lambda t: t.name)),
             source_digest=digest,
             source_files=files,
+            prefect=self.integer(entry["prefect"], "prefect") if "prefect" in entry else 1,
         )
 
     def parameter(self, node: yaml.Node) -> ParameterInterface:

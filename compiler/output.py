@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from compiler.compile import compile_specs, lock_entries
+from compiler.compile import compile_specs, lock_entries, spec_target
 from compiler.config import Project
 from compiler.diagnostics import CompileError, Diagnostic
 from compiler.fingerprint import edited_by_hand, inputs_digest, spec_data
@@ -51,6 +51,11 @@ def build_tree(
     `progress(total)` is called once the stale specs are known and returns a tick per compiled spec.
     """
     tree = Tree()
+    if project.target not in TARGET_FILES:
+        known = ", ".join(TARGET_FILES)
+        message = f"[tool.flowc] target {project.target!r} is not a target; known: {known}"
+        tree.diagnostics.append(Diagnostic(project.relative(project.root / "pyproject.toml"), 1, 1, message))
+        return tree
     everything = spec_paths is None
     paths = unique_specs(project.spec_files() if spec_paths is None else spec_paths)
     entries = lock_entries(lock)
@@ -68,7 +73,7 @@ def build_tree(
     digests: list[str] = []
     for display, text, data in sources:
         name = _fast_name(data)
-        digest = inputs_digest(display, data, entries)
+        digest = inputs_digest(display, data, entries, spec_target(data, project.target))
         files = recorded(digest) if name is not None and claimed[name] == 1 else None
         if files is not None and _on_disk(project, name, files):
             owners[str(name)] = display
@@ -78,7 +83,7 @@ def build_tree(
             stale.append((text, display))
             digests.append(digest)
     tick = progress(len(stale)) if progress is not None and stale else None
-    for (_, display), digest, files in zip(stale, digests, compile_specs(stale, lock, entries, tick)):
+    for (_, display), digest, files in zip(stale, digests, compile_specs(stale, lock, entries, tick, project.target)):
         if isinstance(files, list):
             tree.diagnostics.extend(files)
             continue

@@ -9,6 +9,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 SPECS = sorted(p for p in (REPO / "specs").glob("*.yaml") if p.name != "flows.lock.yaml")
+# The specs compiled for Prefect 1 (the others say `target: prefect3`).
+PREFECT1_SPECS = [p for p in SPECS if "\ntarget: prefect3\n" not in p.read_text()]
 
 
 def copy_project(target: Path, *, generated: bool = True, examples: bool = False) -> Path:

@@ -25,7 +25,7 @@ from compiler.compile import compile_plan, compile_spec
 from compiler.diagnostics import CompileError
 from compiler.lock import read_lock
 from compiler.spec import IMAGE_REPOSITORY
-from tests.helpers import REPO, SPECS, copy_project, flowc
+from tests.helpers import PREFECT1_SPECS, REPO, SPECS, copy_project, flowc
 
 HADOLINT = shutil.which("hadolint")
 LOCK = read_lock((REPO / "specs" / "flows.lock.yaml").read_text(), "specs/flows.lock.yaml")
@@ -225,7 +225,7 @@ def built_json(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
     project = copy_project(tmp_path / "p")
     result = flowc("build", "--no-image", "--json", "out/flows.json", cwd=project, env=_no_docker_env(tmp_path))
     assert result.returncode == 0, result.stdout + result.stderr
-    assert result.stderr.splitlines()[-1] == f"images skipped; {len(SPECS)} written to out/flows.json, 0 errored"
+    assert result.stderr.splitlines()[-1] == f"images skipped; {len(PREFECT1_SPECS)} written to out/flows.json, 0 errored"
     return project, json.loads((project / "out" / "flows.json").read_text())
 
 
@@ -236,7 +236,7 @@ def test_json_loads_back_through_prefects_flow_schema(built_json: tuple[Path, di
 
     project, document = built_json
     assert document["version"] == 1
-    assert [f["name"] for f in document["flows"]] == sorted(p.stem for p in SPECS)
+    assert [f["name"] for f in document["flows"]] == sorted(p.stem for p in PREFECT1_SPECS)
     for serialized in document["flows"]:
         spec = project / "specs" / f"{serialized['name']}.yaml"
         plan = compile_plan(spec.read_text(), f"specs/{spec.name}", LOCK)
@@ -258,7 +258,7 @@ def test_json_loads_back_through_prefects_flow_schema(built_json: tuple[Path, di
 def test_json_is_byte_for_byte_what_prefect_build_writes(built_json: tuple[Path, dict]) -> None:
     project, _ = built_json
     result = subprocess.run(
-        [sys.executable, "-m", "prefect", "build", "-p", "generated/*/flow.py", "-o", "prefect.json"],
+        [sys.executable, "-m", "prefect", "build", *(x for p in PREFECT1_SPECS for x in ("-p", f"generated/{p.stem}/flow.py")), "-o", "prefect.json"],
         cwd=project,
         capture_output=True,
         text=True,

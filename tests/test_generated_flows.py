@@ -13,7 +13,7 @@ import pytest
 import yaml
 from prefect.tasks.prefect import create_flow_run, wait_for_flow_run
 
-from tests.helpers import REPO, SPECS
+from tests.helpers import PREFECT1_SPECS, REPO
 
 LOCK = yaml.safe_load((REPO / "specs" / "flows.lock.yaml").read_text())["flows"]
 
@@ -74,7 +74,7 @@ def ancestors(dag: dict[str, set[str]], step: str) -> set[str]:
     return found
 
 
-@pytest.fixture(scope="module", params=[p.stem for p in SPECS])
+@pytest.fixture(scope="module", params=[p.stem for p in PREFECT1_SPECS])
 def compiled(request):
     spec_path = REPO / "specs" / f"{request.param}.yaml"
     spec = load_spec(spec_path)
@@ -155,7 +155,7 @@ def test_mapped_values_come_from_the_parent_runs_task_result(compiled) -> None:
     assert len(db_loaders) == sum(1 for *_, m in mappings if m.get("map_type") == "db")
 
 
-@pytest.mark.parametrize("spec_path", SPECS, ids=lambda p: p.stem)
+@pytest.mark.parametrize("spec_path", PREFECT1_SPECS, ids=lambda p: p.stem)
 def test_prefect_cli_builds_the_generated_flow(spec_path: Path, tmp_path: Path) -> None:
     spec = load_spec(spec_path)
     out = tmp_path / "flows.json"

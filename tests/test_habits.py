@@ -247,7 +247,7 @@ def test_a_long_generate_draws_a_progress_bar_on_a_terminal_only(tmp_path: Path)
         (project / "specs" / f"copy{number}.yaml").write_text(source.replace("name: fan_in", f"name: copy{number}", 1))
     code, drawn = _on_a_terminal(["generate"], project)
     assert code == 0, drawn
-    assert "generating" in drawn and re.search(r"\d+/1[0-9]", drawn), drawn
+    assert "generating" in drawn and re.search(r"\d+/[12][0-9]", drawn), drawn
     drawn_tree = tree(project / "generated")
     shutil.rmtree(project / "generated")
     piped = flowc("generate", cwd=project)
@@ -257,7 +257,7 @@ def test_a_long_generate_draws_a_progress_bar_on_a_terminal_only(tmp_path: Path)
 
 def test_the_same_change_in_many_files_is_shown_once(project: Path) -> None:
     # The same hand edit in every flow.py stands for a template change over many specs.
-    flows = sorted((project / "generated").glob("*/flow.py"))
+    flows = [f for f in sorted((project / "generated").glob("*/flow.py")) if "from prefect import Parameter" in f.read_text()]
     for flow in flows:
         flow.write_text(flow.read_text().replace("from prefect import Parameter", "from prefect import  Parameter"))
     result = flowc("check", cwd=project)

@@ -38,7 +38,7 @@ from compiler.compile import compile_spec
 from compiler.diagnostics import CompileError
 from compiler.lock import FlowInterface, Lock, ParameterInterface, TaskInterface
 from compiler.runtime import IndexedFlow, LocalThreadExecutor
-from tests.helpers import REPO, SPECS
+from tests.helpers import PREFECT1_SPECS, REPO
 
 SMALL = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -181,7 +181,7 @@ def fan_in_spec(width: int) -> str:
 # With and without the improvement: the same flow ---------------------------------------------
 
 
-@pytest.mark.parametrize("spec_path", SPECS, ids=lambda p: p.stem)
+@pytest.mark.parametrize("spec_path", PREFECT1_SPECS, ids=lambda p: p.stem)
 def test_committed_flows_serialize_as_with_prefects_own_flow(spec_path: Path) -> None:
     name = yaml.safe_load(spec_path.read_text())["name"]
     source = (REPO / "generated" / name / "flow.py").read_text()

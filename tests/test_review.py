@@ -22,7 +22,7 @@ from compiler.config import find_project
 from compiler.output import load_lock
 from compiler.plan import MappedInput, Plan, Step
 from compiler.render import dot, mermaid, mermaid_ids
-from tests.helpers import REPO, SPECS, copy_project
+from tests.helpers import PREFECT1_SPECS, REPO, SPECS, copy_project
 
 MERMAID_DIR = Path(__file__).parent / "mermaid"
 INTEGRATION = os.environ.get("FLOWC_INTEGRATION") == "1"
@@ -287,7 +287,7 @@ def test_flowc_graph_usage_and_spec_errors(tmp_path: Path, monkeypatch: pytest.M
     assert "error: flow 'strat' is not a step of this spec; did you mean 'start'?" in result.output
 
 
-@pytest.mark.parametrize("spec", SPECS, ids=lambda p: p.stem)
+@pytest.mark.parametrize("spec", PREFECT1_SPECS, ids=lambda p: p.stem)
 def test_readme_shows_graph_parameters_mappings_image_and_labels(
     spec: Path, plans: dict[str, Plan], lock
 ) -> None:  # noqa: ANN001

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from compiler.runtime import fetch_result_value
-from tests.helpers import REPO, SPECS, copy_project, flowc, tree
+from tests.helpers import PREFECT1_SPECS, REPO, copy_project, flowc, tree
 
 # The distgen defaults (examples/flows/distgen.py), written out so a changed default shows up here.
 SIGMA_X, SIGMA_XP, BETA_GAMMA = 0.001, 0.0001, 5.0
@@ -219,7 +219,7 @@ def test_every_example_spec_has_an_end_to_end_test() -> None:
         "unmapped_after_first",
         "impact_scan",  # tests/test_scan_run.py
     }
-    assert {spec.stem for spec in SPECS} == tested
+    assert {spec.stem for spec in PREFECT1_SPECS} == tested  # prefect3's: tests/test_prefect3_e2e.py
 
 
 # The MongoDB results store -----------------------------------------------------------------------

@@ -13,55 +13,130 @@ Environment:
 
 from __future__ import annotations
 
-from compiler.runtime.files import (
-    FILE_TYPES,
-    LUME_FILE_TYPE_STRINGS,
-    MOUNT_ENV,
-    BytesFile,
-    FileReferenceError,
-    FileType,
-    HDF5File,
-    ImageFile,
-    JSONFile,
-    Mount,
-    TextFile,
-    YAMLFile,
-    file_path,
-    read_file,
-    write_file,
-)
-from compiler.runtime.executor import LocalThreadExecutor
-from compiler.runtime.flow import IndexedFlow
-from compiler.runtime.results import (
-    DEFAULT_RESULTS_DB,
-    GENERIC_RESULT_TYPE,
-    LEGACY_GENERIC_RESULT_TYPE,
-    RESULT_FIELDS,
-    RESULTS_DB_ENV,
-    MongoResultsStore,
-    ResultLookupError,
-    ResultsStore,
-    SQLiteResultsStore,
-    StoreUnavailableError,
-    fetch_result_value,
-    open_results_store,
-    result_document,
-    results_db_url,
-    results_store,
-    store_result,
-    unique_result_hash,
-)
-from compiler.runtime.scans import (
-    MAX_SCAN_POINTS,
-    ScanError,
-    ScanSlots,
-    expand_points,
-    point_name,
-    point_names,
-    point_parameters,
-    scan_points,
-)
-from compiler.runtime.tasks import load_db_result, load_file, save_db_result, save_file
+from importlib import import_module
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from compiler.runtime.files import (
+        FILE_TYPES,
+        LUME_FILE_TYPE_STRINGS,
+        MOUNT_ENV,
+        BytesFile,
+        FileReferenceError,
+        FileType,
+        HDF5File,
+        ImageFile,
+        JSONFile,
+        Mount,
+        TextFile,
+        YAMLFile,
+        file_path,
+        read_file,
+        write_file,
+    )
+    from compiler.runtime.executor import LocalThreadExecutor
+    from compiler.runtime.flow import IndexedFlow
+    from compiler.runtime.results import (
+        DEFAULT_RESULTS_DB,
+        GENERIC_RESULT_TYPE,
+        LEGACY_GENERIC_RESULT_TYPE,
+        RESULT_FIELDS,
+        RESULTS_DB_ENV,
+        MongoResultsStore,
+        ResultLookupError,
+        ResultsStore,
+        SQLiteResultsStore,
+        StoreUnavailableError,
+        fetch_result_value,
+        open_results_store,
+        result_document,
+        results_db_url,
+        results_store,
+        store_result,
+        unique_result_hash,
+    )
+    from compiler.runtime.scans import (
+        MAX_SCAN_POINTS,
+        ScanError,
+        ScanSlots,
+        expand_points,
+        point_name,
+        point_names,
+        point_parameters,
+        scan_points,
+    )
+    from compiler.runtime.tasks import load_db_result, load_file, save_db_result, save_file
+
+# Which submodule defines each name. The names are imported on first use (PEP 562), so that the
+# Prefect-free modules (`files`, `results`) import without Prefect 1: the prefect3 runtime
+# (compiler/targets/prefect3/runtime) shares them.
+_SUBMODULES = {
+    "files": (
+        "FILE_TYPES",
+        "LUME_FILE_TYPE_STRINGS",
+        "MOUNT_ENV",
+        "BytesFile",
+        "FileReferenceError",
+        "FileType",
+        "HDF5File",
+        "ImageFile",
+        "JSONFile",
+        "Mount",
+        "TextFile",
+        "YAMLFile",
+        "file_path",
+        "read_file",
+        "write_file",
+    ),
+    "executor": ("LocalThreadExecutor",),
+    "flow": ("IndexedFlow",),
+    "results": (
+        "DEFAULT_RESULTS_DB",
+        "GENERIC_RESULT_TYPE",
+        "LEGACY_GENERIC_RESULT_TYPE",
+        "RESULT_FIELDS",
+        "RESULTS_DB_ENV",
+        "MongoResultsStore",
+        "ResultLookupError",
+        "ResultsStore",
+        "SQLiteResultsStore",
+        "StoreUnavailableError",
+        "fetch_result_value",
+        "open_results_store",
+        "result_document",
+        "results_db_url",
+        "results_store",
+        "store_result",
+        "unique_result_hash",
+    ),
+    "scans": (
+        "MAX_SCAN_POINTS",
+        "ScanError",
+        "ScanSlots",
+        "expand_points",
+        "point_name",
+        "point_names",
+        "point_parameters",
+        "scan_points",
+    ),
+    "tasks": (
+        "load_db_result",
+        "load_file",
+        "save_db_result",
+        "save_file",
+    ),
+}
+_MODULE_OF = {name: module for module, names in _SUBMODULES.items() for name in names}
+
+
+def __getattr__(name: str) -> object:
+    module = _MODULE_OF.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "DEFAULT_RESULTS_DB",

@@ -1,0 +1,112 @@
+"""`flowc lock` for Prefect 3 children: introspect.py in a process of the children's interpreter.
+
+The process is its own process group, started in the project root; what it prints goes to
+flowc's stderr prefixed with the flow; its answer is a JSON file in a private directory.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from compiler.lock import CaptureError, FlowInterface
+
+if TYPE_CHECKING:
+    from compiler.config import Project
+    from compiler.lock import Capture3
+
+INTROSPECT = Path(__file__).resolve().parent / "introspect.py"
+TIMEOUT_S = float(os.environ.get("FLOWC_IMPORT_TIMEOUT", "120"))
+
+
+def interpreter_missing(python: str) -> bool:
+    from shutil import which
+
+    return which(python) is None and not os.access(python, os.X_OK)
+
+
+def capture_prefect3(project_name: str, name: str, source: str, python: str, root: Path) -> FlowInterface:
+    """The interface of the Prefect 3 flow `source` names, as the lock records it (`prefect: 3`)."""
+    from dataclasses import replace
+
+    from compiler.capture import Answer, Request
+    from compiler.lock import interface_from_answer
+
+    data = _introspect(source, python, root, f"{project_name}/{name}")
+    flow = interface_from_answer(Answer(Request(project_name, name, source), data), root)
+    return replace(flow, prefect=3)
+
+
+def _introspect(source: str, python: str, root: Path, label: str) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="flowc-lock3-") as scratch:
+        request, answer = Path(scratch) / "request.json", Path(scratch) / "answer.json"
+        request.write_text(json.dumps({"root": str(root), "source": source}), encoding="utf-8")
+        env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1", PYTHONPATH=_pythonpath(root))
+        try:
+            process = subprocess.Popen(
+                [python, str(INTROSPECT), str(request), str(answer)],
+                cwd=root,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        except OSError as error:
+            raise CaptureError(f"{label}: cannot start the Prefect 3 interpreter {python!r}: {error}") from None
+        try:
+            output, _ = process.communicate(timeout=TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.communicate()
+            raise CaptureError(f"{label}: importing {source} did not finish within {TIMEOUT_S:g}s") from None
+        for line in output.decode("utf-8", "replace").splitlines():
+            sys.stderr.write(f"[{label}] {line}\n")
+        try:
+            data = json.loads(answer.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            raise CaptureError(f"{label}: the Prefect 3 interpreter {python!r} did not describe {source}") from None
+    if not data.get("ok"):
+        raise CaptureError(f"cannot lock {label} from {source}: {data.get('error')}")
+    return data
+
+
+def _pythonpath(root: Path) -> str:
+    """The project root, as `python -m` sees it; flowc's runtime is installed in that environment
+    (`pip install --no-deps flowc`), never taken from flowc's own, which holds Prefect 1."""
+    existing = os.environ.get("PYTHONPATH")
+    return os.pathsep.join([str(root)] + ([existing] if existing else []))
+
+
+def capturer(project: Project) -> Capture3:
+    """`flowc lock`'s capture of the project's Prefect 3 children.
+
+    A child whose source file is unchanged since it was locked (same digest) keeps its entry
+    without being imported: each import is a process of the Prefect 3 interpreter, seconds of
+    Prefect's own imports. A changed one needs that interpreter; without it, the error names the
+    setting to fix.
+    """
+    from compiler.lock import source_changed
+
+    python = project.children_python("prefect3")
+
+    def capture(project_name: str, name: str, source: str | None, kept: FlowInterface | None) -> FlowInterface:
+        key = f"{project_name}/{name}"
+        if not source:
+            raise CaptureError(f"{key}: a Prefect 3 flow is locked from its source; give it a `source:`")
+        if kept is not None and kept.prefect == 3 and kept.source == source and not source_changed(kept, project.root):
+            return kept
+        if interpreter_missing(python):
+            raise CaptureError(
+                f"{key}: no Prefect 3 interpreter {python!r} to import {source} in; set "
+                "[tool.flowc.prefect3] python (or FLOWC_PREFECT3_PYTHON) to one with Prefect 3 and flowc's runtime"
+            )
+        return capture_prefect3(project_name, name, source, python, project.root)
+
+    return capture

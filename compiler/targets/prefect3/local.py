@@ -1,0 +1,148 @@
+"""`flowc run` of a prefect3 spec: a private Prefect server and worker that flowc starts and stops.
+
+No server needs to be configured: flowc starts one from the Prefect 3 interpreter (SQLite in a
+scratch directory under .flowc/, a process work pool, a worker polling every second), deploys the
+children from their sources and the composite from generated/<name>/ as committed, runs it with
+the `-p` values, reads every child's state and persisted results back, and stops it all. What
+runs is what a real server runs: the same flow.py, run_deployment, worker and result storage.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+from compiler.config import Project
+from compiler.diagnostics import CompileError, format_diagnostics
+from compiler.targets.prefect3.capture import interpreter_missing
+
+FINAL = ("COMPLETED", "FAILED", "CRASHED", "CANCELLED")
+POOL = "flowc"
+
+
+class LocalRunError(Exception):
+    """The run could not start; the message says why."""
+
+
+def run_command(project: Project, spec_path: Path, params: tuple[str, ...], as_json: bool) -> int:
+    from compiler.compile import compile_plan, compile_spec
+    from compiler.output import load_lock
+    from compiler.overrides import parse_overrides
+
+    display = project.relative(spec_path)
+    text = spec_path.read_text(encoding="utf-8")
+    try:
+        lock = load_lock(project)
+        plan = compile_plan(text, display, lock, project.target)
+        files = compile_spec(text, display, lock, default_target=project.target)
+    except CompileError as error:
+        click.echo(format_diagnostics(error.diagnostics), err=True)
+        return 1
+    for relative, body in files.items():
+        path = project.generated_dir / relative
+        if not path.is_file() or path.read_text(encoding="utf-8") != body:
+            click.echo(f"{project.relative(path)} is out of date; run `flowc generate`", err=True)
+            return 1
+    overrides = parse_overrides(params, plan)
+    python = project.children_python("prefect3")
+    if interpreter_missing(python):
+        click.echo(f"no Prefect 3 interpreter {python!r}: set [tool.flowc.prefect3] python or FLOWC_PREFECT3_PYTHON", err=True)
+        return 1
+    started = time.monotonic()
+    try:
+        summary = _run(project, plan, overrides, python)
+    except LocalRunError as error:
+        click.echo(f"flowc run: {error}", err=True)
+        return 1
+    summary["duration_s"] = round(time.monotonic() - started, 3)
+    if as_json:
+        sys.stdout.write(json.dumps(summary, indent=2, default=repr) + "\n")
+    else:
+        for child in summary["children"]:
+            mark = "✔" if child["state"] == "COMPLETED" else "✘"
+            click.echo(f"{mark} {child['alias']:<20} {child['state']:<10} {child['deployment']}")
+        click.echo(f"{plan.name}: {summary['state']} in {summary['duration_s']:.1f}s")
+    return 0 if summary["ok"] else 1
+
+
+def _run(project: Project, plan: Any, overrides: dict[str, Any], python: str) -> dict[str, Any]:
+    from compiler.lock import source_file
+    from compiler.targets.prefect3.render import deployment_name, entrypoint
+    from compiler.targets.prefect3.server import PrefectServer
+
+    scratch_root = project.root / ".flowc" / "prefect3"
+    scratch_root.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix="run-", dir=scratch_root))
+    server = PrefectServer(python, scratch)
+    server.env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(project.root), os.environ.get("PYTHONPATH")]))
+    server.env["FLOWC_RESULTS_DB"] = os.environ.get("FLOWC_RESULTS_DB") or f"sqlite:///{project.root / '.flowc' / 'results.db'}"
+    requests = []
+    seen = set()
+    for step in plan.steps:
+        name = deployment_name(step)
+        if name in seen:
+            continue
+        seen.add(name)
+        target, _, attribute = (step.source or "").rpartition(":")
+        file = project.root / target if target.endswith(".py") else (source_file(step.source) if step.source else None)
+        if file is None or not file.is_file():
+            raise LocalRunError(f"step {step.alias!r} has no source file to deploy its child from")
+        relative = file.resolve().relative_to(project.root.resolve()).as_posix()
+        flow_name, _, deployment = name.partition("/")
+        requests.append(_request(flow_name, deployment, f"{relative}:{attribute}", project.root))
+    requests.append(_request(plan.name, plan.name, entrypoint(plan), project.generated_dir / plan.name))
+    _progress(f"starting a private Prefect server and worker ({python})")
+    try:
+        server.start(pool=POOL)
+        _progress(f"deploying {len(requests) - 1} child flow(s) and {plan.name}")
+        server.deploy(*requests)
+        found = server.api("GET", f"/deployments/name/{plan.name}/{plan.name}")
+        body = {"parameters": {"parameters": overrides}} if overrides else {}
+        flow_run = server.api("POST", f"/deployments/{found['id']}/create_flow_run", body)
+        _progress(f"running {plan.name} (flow run {flow_run['id']})")
+        while True:
+            state = server.api("GET", f"/flow_runs/{flow_run['id']}")["state"]
+            if state and state["type"] in FINAL:
+                break
+            time.sleep(0.5)
+        described = server.probe(flow_run["id"])
+    except RuntimeError as error:
+        raise LocalRunError(f"{error} (logs: {project.relative(scratch)})") from None
+    finally:
+        server.stop()
+    children = []
+    for child in described["children"]:
+        alias = (child.get("name") or "").partition(".")[2] or child.get("deployment")
+        children.append({"alias": alias, **child})
+    return {
+        "state": described["state"],
+        "ok": described["state"] == "COMPLETED",
+        "message": described["message"],
+        "flow_run_id": flow_run["id"],
+        "parameters": overrides,
+        "children": children,
+        "logs": project.relative(scratch),
+    }
+
+
+def _request(flow_name: str, name: str, entrypoint: str, directory: Path) -> dict[str, Any]:
+    return {
+        "flow_name": flow_name,
+        "name": name,
+        "entrypoint": entrypoint,
+        "local_directory": str(directory.resolve()),
+        "image_directory": "/opt/flowc",
+        "work_pool": POOL,
+        "version": "flowc-run",
+    }
+
+
+def _progress(text: str) -> None:
+    click.echo(text, err=True)
