@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from compiler.compile import compile_specs, lock_entries, spec_target
+from compiler.targets import GENERATED_FILES as TARGET_FILES
 from compiler.config import Project
 from compiler.diagnostics import CompileError, Diagnostic
 from compiler.fingerprint import edited_by_hand, inputs_digest, spec_data
