@@ -589,7 +589,7 @@ def register_flows(targets: list[Target], tally: Tally, progress: Progress) -> N
                 progress.say(f"created project {target.project_name!r}")
             outcome = backend.register(serialized, target.project_name)
         except BackendUnreachable as error:
-            raise BuildFailure(f"lost the Prefect backend at {backend.url}: {_one_line(str(error))}") from None
+            raise BuildFailure(f"lost the Prefect backend at {_backend_url()}: {_one_line(str(error))}") from None
         except Exception as error:  # noqa: BLE001 - ClientError and friends: this flow failed
             tally.errored += 1
             _error(f"{target.name}: registration in {target.project_name!r} failed: {_one_line(str(error))}")
@@ -606,6 +606,8 @@ def register_flows(targets: list[Target], tally: Tally, progress: Progress) -> N
 
 
 def _backend_url() -> str:
+    """The configured endpoint as messages show it: never with its password."""
     from compiler.register import api_url
+    from compiler.runtime.results import redacted_url
 
-    return api_url()
+    return redacted_url(api_url())

@@ -100,8 +100,9 @@ def backend_name() -> str:
 
 def check_reachable(url: str, timeout: float = REACHABILITY_TIMEOUT_S) -> None:
     """One request without retries: any HTTP answer means something listens there."""
-    request = urllib.request.Request(url, method="GET", headers={"Accept": "application/json"})
     try:
+        # Inside the try: a malformed endpoint (`notaurl`) is a ValueError from Request itself.
+        request = urllib.request.Request(url, method="GET", headers={"Accept": "application/json"})
         with urllib.request.urlopen(request, timeout=timeout):
             return
     except urllib.error.HTTPError:

@@ -13,7 +13,6 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit, urlunsplit
 
 if TYPE_CHECKING:
     import prefect
@@ -337,10 +336,8 @@ def _results_db() -> str:
 
 
 def _safe_url(url: str) -> str:
-    """A store URL without its password, fit for a terminal and a JSON report."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    netloc = f"{parts.username}:***@{host}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit(parts._replace(netloc=netloc))
+    """A store URL without its password, fit for a terminal and a JSON report (replica-set URLs
+    with several `host:port` included: the runtime's redaction never asks for a single port)."""
+    from compiler.runtime.results import redacted_url
+
+    return redacted_url(url)

@@ -1,0 +1,44 @@
+"""URLs from the environment (issue 11, item 16): replica-set store URLs and malformed or
+credentialed Prefect endpoints are one line each, never a traceback, never a password."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from compiler.local.summary import _safe_url
+from tests.helpers import flowc
+from tests.hostile.conftest import no_traceback
+
+REPLICA_SET = "mongodb://user:pw@h1:27017,h2:27017/results?replicaSet=rs0"
+
+
+def test_a_replica_set_store_url_is_shown_without_its_password() -> None:
+    assert _safe_url(REPLICA_SET) == "mongodb://user:***@h1:27017,h2:27017/results?replicaSet=rs0"
+    assert _safe_url("sqlite:///.flowc/results.db") == "sqlite:///.flowc/results.db"
+
+
+def _build(project: Path, endpoint: str) -> tuple[int, str]:
+    env = {
+        **os.environ,
+        "HOME": str(project / "home"),
+        "PREFECT__BACKEND": "server",
+        "PREFECT__SERVER__ENDPOINT": endpoint,
+    }
+    done = flowc("build", "--no-image", "specs/fan_in.yaml", cwd=project, env=env)
+    return done.returncode, done.stdout + done.stderr
+
+
+def test_a_malformed_prefect_endpoint_is_one_error_line(project: Path) -> None:
+    code, output = _build(project, "notaurl")
+    assert code == 1
+    no_traceback(output)
+    assert "error: cannot reach the Prefect backend (server) at notaurl" in output
+
+
+def test_an_endpoint_password_is_never_printed(project: Path) -> None:
+    code, output = _build(project, "http://user:s3cret-pw@127.0.0.1:9/graphql")
+    assert code == 1
+    no_traceback(output)
+    assert "s3cret-pw" not in output
+    assert "user:***@127.0.0.1:9" in output
