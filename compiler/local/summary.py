@@ -7,6 +7,7 @@ by type, size and sha256, so a 50 MB result keeps `--json` small.
 from __future__ import annotations
 
 import json
+import math
 import reprlib
 import threading
 import time
@@ -325,8 +326,19 @@ def _escape(text: str) -> str:
 
 
 def _jsonable(value: Any) -> Any:
-    """Values as JSON sees them; what JSON cannot hold becomes its repr."""
-    return json.loads(json.dumps(value, default=repr))
+    """Values as JSON sees them; what JSON cannot hold becomes its repr, and so do NaN and the
+    infinities (`json.dumps` would write them as `NaN`/`Infinity`, which is not JSON)."""
+    return _finite(json.loads(json.dumps(value, default=repr)))
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return repr(value)
+    if isinstance(value, list):
+        return [_finite(item) for item in value]
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    return value
 
 
 def _results_db() -> str:

@@ -42,3 +42,12 @@ def test_an_endpoint_password_is_never_printed(project: Path) -> None:
     no_traceback(output)
     assert "s3cret-pw" not in output
     assert "user:***@127.0.0.1:9" in output
+
+
+def test_non_finite_child_results_stay_json_in_the_summary() -> None:
+    import json
+
+    from compiler.local.summary import _jsonable
+
+    shown = _jsonable({"results": [float("nan"), 1.5, {"x": float("-inf")}]})
+    assert json.loads(json.dumps(shown, allow_nan=False)) == {"results": ["nan", 1.5, {"x": "-inf"}]}
