@@ -10,7 +10,7 @@ import click
 
 from compiler import __version__, console
 from compiler.completion import complete_params, complete_specs
-from compiler.config import Project, find_project
+from compiler.config import ConfigError, Project, find_project
 from compiler.diagnostics import CompileError, Diagnostic, format_diagnostics
 
 FORMATS = click.Choice(["text", "json", "github"])
@@ -61,7 +61,11 @@ def main() -> None:
 
 
 def _project() -> Project:
-    return find_project()
+    try:
+        return find_project()
+    except ConfigError as error:
+        click.echo(str(error), err=True)
+        sys.exit(1)
 
 
 def _spec_paths(project: Project, specs: tuple[str, ...]) -> list[Path] | None:

@@ -54,6 +54,10 @@ class Project:
         )
 
 
+class ConfigError(Exception):
+    """pyproject.toml cannot be read; the message is one `path:line:col: error:` line."""
+
+
 def find_project(start: Path | None = None) -> Project:
     """The nearest directory upwards with a pyproject.toml (else the start) is the root."""
     here = (start or Path.cwd()).resolve()
@@ -62,8 +66,15 @@ def find_project(start: Path | None = None) -> Project:
     pyproject = root / "pyproject.toml"
     prefect3: dict[str, object] = {}
     if pyproject.is_file():
-        with pyproject.open("rb") as handle:
-            table = tomllib.load(handle).get("tool", {}).get("flowc", {})
+        try:
+            with pyproject.open("rb") as handle:
+                document = tomllib.load(handle)
+        except (OSError, tomllib.TOMLDecodeError) as error:
+            # TOMLDecodeError says "(at line L, column C)"; the message keeps it.
+            raise ConfigError(f"{pyproject}:1:1: error: cannot read pyproject.toml: {error}") from None
+        table = document.get("tool", {}).get("flowc", {})
+        if not isinstance(table, dict):
+            raise ConfigError(f"{pyproject}:1:1: error: [tool.flowc] must be a table")
         settings.update({k: str(v) for k, v in table.items() if k in DEFAULTS or k == "python"})
         prefect3 = table.get("prefect3") if isinstance(table.get("prefect3"), dict) else {}
     python = settings.get("python")

@@ -1,5 +1,6 @@
-"""URLs from the environment (issue 11, item 16): replica-set store URLs and malformed or
-credentialed Prefect endpoints are one line each, never a traceback, never a password."""
+"""What comes from the environment (issue 11, items 16, 17): replica-set store URLs, malformed or
+credentialed Prefect endpoints, NaN in children's results, an unreadable pyproject.toml: one line each,
+never a traceback, never a password."""
 
 from __future__ import annotations
 
@@ -51,3 +52,12 @@ def test_non_finite_child_results_stay_json_in_the_summary() -> None:
 
     shown = _jsonable({"results": [float("nan"), 1.5, {"x": float("-inf")}]})
     assert json.loads(json.dumps(shown, allow_nan=False)) == {"results": ["nan", 1.5, {"x": "-inf"}]}
+
+
+def test_an_unreadable_pyproject_is_one_error_line(tmp_path: Path) -> None:
+    (tmp_path / "pyproject.toml").write_text("[tool.flowc]\nspecs = 'a'\nspecs = 'b'\n")
+    done = flowc("check", cwd=tmp_path)
+    assert done.returncode == 1
+    no_traceback(done.stderr)
+    assert "pyproject.toml:1:1: error: cannot read pyproject.toml" in done.stderr
+    assert "line 3" in done.stderr
