@@ -15,6 +15,7 @@ from pathlib import Path
 import yaml
 
 from compiler.lock import FlowInterface, Lock, ParameterInterface, TaskInterface, render_lock
+from compiler.lockfile import ANYWHERE, SlugResult, files_digest
 
 # The console scripts next to this interpreter: a pyenv shim would add ~50 ms to every call.
 _BIN = Path(sys.executable).parent
@@ -38,11 +39,23 @@ def result(x, scale):
     return x * scale
 
 
+@task(name="save_db_result", result=PrefectResult(), checkpoint=True)
+def save_db_result(value, label):
+    return {"label": label, "value": value}
+
+
+@task(name="save_file", result=PrefectResult(), checkpoint=True)
+def save_file(value, label):
+    return f"{label}-{value}.txt"
+
+
 with Flow("sim") as flow:
     x = Parameter("x", default=1.0)
     scale = Parameter("scale", default=1.0)
     label = Parameter("label", default="sim")
-    result(x, scale)
+    value = result(x, scale)
+    save_db_result(value, label)
+    save_file(value, label)
 '''
 
 PYPROJECT = """[tool.flowc]
@@ -53,7 +66,8 @@ lock = "specs/flows.lock.yaml"
 
 
 def _persisting(name: str) -> TaskInterface:
-    return TaskInterface(name=name, slugs=(f"{name}-1",), result_type="PrefectResult", persists_result=True)
+    """A task as `flowc lock` captures it: one slug whose PrefectResult any process can load."""
+    return TaskInterface.of(name, [SlugResult(f"{name}-1", "PrefectResult", ANYWHERE, origin="task")])
 
 
 def sim_interface(source_digest: str | None = None) -> FlowInterface:
@@ -63,6 +77,7 @@ def sim_interface(source_digest: str | None = None) -> FlowInterface:
         name="sim",
         source=CHILD_SOURCE,
         source_digest=source_digest,
+        source_files=(f"{CHILD_MODULE}.py",) if source_digest else None,
         parameters=(
             ParameterInterface("label", "sim", False),
             ParameterInterface("scale", 1.0, False),
@@ -162,7 +177,7 @@ def write_project(root: Path, specs: dict[str, str], gather_widths: tuple[int, .
     (root / "pyproject.toml").write_text(PYPROJECT)
     child = root / f"{CHILD_MODULE}.py"
     child.write_text(CHILD_FLOW_PY)
-    digest = "sha256:" + hashlib.sha256(child.read_bytes()).hexdigest()
+    digest = files_digest(root, [child.name])
     specs_dir = root / "specs"
     specs_dir.mkdir(exist_ok=True)
     paths = {}

@@ -219,8 +219,9 @@ def test_a_failed_build_shows_the_tail_of_its_log_and_exits_1(tmp_path: Path, en
         assert result.returncode == 1
         assert "Traceback" not in result.stderr
         lines = result.stderr.rstrip().splitlines()
-        assert lines[-1].startswith(f"error: {name}: build of flowc-test/{name}:")
-        assert f"failed ({name}/Dockerfile): " in lines[-1]
+        errors = [line for line in lines if line.startswith("error: ")]
+        assert len(errors) == 1 and errors[0].startswith(f"error: {name}: build of flowc-test/{name}:"), lines
+        assert f"failed ({name}/Dockerfile): " in errors[0]
         assert "    ... last lines of the log:" in lines
         assert any(re.match(r"    \| Step 3/6 : RUN python -m pip install", line) for line in lines)
         assert result.stderr.splitlines()[-1] == "0 built, 0 up to date, 1 failed; registration skipped"
@@ -238,8 +239,10 @@ def test_an_unreachable_registry_is_a_one_line_error_before_building(tmp_path: P
     (project_root / "specs" / f"{name}.yaml").write_text(PROBE_SPEC.format(name=name, image=image, extra=""))
     result = flowc("build", "--no-register", f"specs/{name}.yaml", cwd=project_root)
     assert result.returncode == 1
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
+    # The new spec's files are generated first ("wrote ..."); then one error line and the summary.
+    lines = [line for line in result.stderr.strip().splitlines() if not line.startswith(f"wrote generated/{name}/")]
+    assert len(lines) == 2, result.stderr
     assert lines[0].startswith(f"error: {name}: registry 127.0.0.1:{port} is unreachable: ")
     assert "connection refused" in lines[0]
+    assert lines[1] == "0 built, 0 up to date, 1 failed; registration skipped"
     assert "building" not in result.stderr
