@@ -135,26 +135,26 @@ def first_child_start(root: Path, name: str, timeout: float = 600) -> float:
     # `flowc run` refuses a stale flow.py; flowc's runtime sources are among its inputs, so a
     # change to them while the benchmark runs needs a (untimed) regeneration first.
     run(FLOWC + ["generate", f"specs/{name}.yaml"], root)
-    errors = tempfile.TemporaryFile(mode="w+")
     started = time.perf_counter()
-    process = subprocess.Popen(
+    process = subprocess.Popen(  # progress lines are on stderr (stdout is only --json's)
         FLOWC + ["run", f"specs/{name}.yaml"],
         cwd=root,
         env={**os.environ, **run_env(root), "COLUMNS": "200"},
-        stdout=subprocess.PIPE,
-        stderr=errors,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
         text=True,
     )
     try:
-        assert process.stdout is not None
-        for line in process.stdout:
+        assert process.stderr is not None
+        seen = []
+        for line in process.stderr:
             if CHILD_STARTED_MARK in line and "started" in line:
                 return time.perf_counter() - started
+            seen.append(line)
             if time.perf_counter() - started > timeout:
                 break
         process.wait()
-        errors.seek(0)
-        raise RuntimeError(f"flowc run {name}: no child started (exit {process.returncode}):\n{errors.read()}")
+        raise RuntimeError(f"flowc run {name}: no child started (exit {process.returncode}):\n{''.join(seen[-50:])}")
     finally:
         process.kill()  # this run only, by its PID
         process.wait()

@@ -293,3 +293,77 @@ def test_run_json_is_one_document_on_stdout_while_children_print_and_log(tmp_pat
     summary = json.loads(done.stdout)  # what `| jq` needs: one document, nothing else
     assert summary["ok"] is True
     assert "noise on stdout" in done.stderr  # the child's output is kept, on stderr
+
+
+# flowc run: said to a person on stderr, -q, the live line -----------------------------------------
+
+
+def test_run_says_everything_on_stderr_and_nothing_at_all_under_quiet(project: Path) -> None:
+    env = _env(FLOWC_RESULTS_DB=f"sqlite:///{project}/r.db")
+    done = flowc("run", "specs/fan_in.yaml", cwd=project, env=env)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == ""
+    assert "✔ combine" in done.stderr and "fan_in: Success" in done.stderr
+    assert "running:" not in done.stderr  # no live line in a pipe
+    quiet = flowc("run", "specs/fan_in.yaml", "-q", cwd=project, env=env)
+    assert quiet.returncode == 0, quiet.stderr
+    assert (quiet.stdout, quiet.stderr) == ("", "")
+    assert len(list((project / ".flowc" / "runs").glob("*/combine.log"))) == 2  # the logs are still kept
+
+
+def _init_with_produce(tmp_path: Path, name: str, body: str) -> Path:
+    """`flowc init` a project whose `produce` child runs `body` before returning."""
+    root = tmp_path / name
+    assert flowc("init", str(root), "-q", cwd=tmp_path).returncode == 0
+    produce = root / f"{name}_flows" / "produce.py"
+    produce.write_text(produce.read_text().replace("    return 2 * x\n", f"{body}    return 2 * x\n"))
+    assert flowc("lock", "-q", cwd=root).returncode == 0
+    assert flowc("generate", "-q", cwd=root).returncode == 0
+    return root
+
+
+def test_a_quiet_run_that_fails_still_prints_its_summary(tmp_path: Path) -> None:
+    root = _init_with_produce(tmp_path, "broken", "    print('chatter from produce')\n    raise ValueError('no good')\n")
+    done = flowc("run", "specs/broken.yaml", "-q", cwd=root, env=_env(FLOWC_RESULTS_DB=f"sqlite:///{tmp_path}/r.db"))
+    assert done.returncode == 1
+    assert done.stdout == ""
+    assert "▶" not in done.stderr and "chatter from produce" not in done.stderr  # no progress, no children's output
+    assert re.search(r"produce: Failed: .*no good", " ".join(done.stderr.split())), done.stderr
+    assert "broken: Failed" in done.stderr
+
+
+def test_a_running_child_shows_a_live_line_with_its_elapsed_time_on_a_terminal(tmp_path: Path) -> None:
+    root = _init_with_produce(tmp_path, "slow", "    import time\n    print('produce is thinking')\n    time.sleep(3)\n")
+    code, drawn = _on_a_terminal(["run", "specs/slow.yaml"], root)
+    assert code == 0, drawn
+    assert re.search(r"running: produce [1-9]\d*s", drawn), drawn
+    plain = ANSI.sub("", drawn)
+    assert "[produce] produce is thinking" in plain and "slow: Success" in plain
+
+
+def test_the_live_line_leaves_json_on_stdout_alone(tmp_path: Path) -> None:
+    root = _init_with_produce(tmp_path, "slowjson", "    import time\n    time.sleep(2)\n")
+    import pty
+
+    leader, follower = pty.openpty()
+    process = subprocess.Popen(  # stderr on a terminal, stdout into a pipe (`flowc run --json | jq`)
+        [sys.executable, "-m", "compiler", "run", "specs/slowjson.yaml", "--json"], cwd=root,
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=follower, env=_env(COLUMNS="100", TERM="xterm"),
+    )
+    os.close(follower)
+    chunks = []
+    while True:
+        try:
+            data = os.read(leader, 65536)
+        except OSError:
+            break
+        if not data:
+            break
+        chunks.append(data)
+    os.close(leader)
+    assert process.stdout is not None
+    stdout = process.stdout.read().decode()
+    assert process.wait() == 0, stdout
+    drawn = b"".join(chunks).decode(errors="replace")
+    assert re.search(r"running: produce \d+s", drawn), drawn
+    assert json.loads(stdout)["ok"] is True  # one document, no escape codes, no live line

@@ -365,7 +365,8 @@ def test_a_missing_generated_file_says_to_generate(project: Path) -> None:
 def test_human_output_reports_each_child_and_a_summary(project: Path) -> None:
     done = flowc("run", "specs/fan_in.yaml", cwd=project, env=_env())
     assert done.returncode == 0, done.stderr
-    out = done.stdout
+    assert done.stdout == ""  # said to a person: stderr
+    out = done.stderr
     for alias in ("start", "left", "right", "combine"):
         assert f"▶ {alias}" in out and f"✔ {alias}" in out
     assert out.index("✔ start") < out.index("▶ left") < out.index("✔ left") < out.index("▶ combine")

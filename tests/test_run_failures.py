@@ -120,7 +120,7 @@ def test_human_output_shows_the_failure_and_what_was_not_run(tmp_path: Path) -> 
     project = _project(tmp_path, {"with_failure": WITH_FAILURE})
     done = flowc("run", "specs/with_failure.yaml", cwd=project, env=_env())
     assert done.returncode == 1
-    out = " ".join(done.stdout.split())
+    out = " ".join(done.stderr.split())
     assert "✘ broken Failed" in out and "failing flow refuses value 6.0" in out
     assert "○ after_broken not run upstream 'broken' failed" in out
     assert "✔ independent Success" in out

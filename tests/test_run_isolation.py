@@ -290,7 +290,7 @@ def test_human_output_names_the_crash_and_still_prints_the_summary(project: Path
     _orders(project, first="segfault")
     done = flowc("run", "specs/two.yaml", cwd=project, env=_env())
     assert done.returncode == 1
-    out = " ".join(done.stdout.split())
+    out = " ".join(done.stderr.split())
     assert "✘ first Failed" in out and "killed by SIGSEGV" in out
     assert "two: Failed" in out and "1 succeeded, 1 failed, 1 not run" in out
 

@@ -21,10 +21,12 @@ import uuid
 from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
+from compiler import console
 from compiler.config import Project
 from compiler.diagnostics import CompileError, format_diagnostics
+from compiler.local.live import LiveProgress, live_line
 from compiler.local.prepare import PreparedRun, RunSetupError, load_generated_flow, prepare_run
 from compiler.local.summary import (
     NOT_RUN,
@@ -59,14 +61,18 @@ def run_command(
     except RunSetupError as error:
         errors.print(str(error), markup=False)
         return 1
-    progress = Console(stderr=as_json, highlight=False, soft_wrap=True)
-    outcome = execute(prepared, Progress(progress, prepared.plan), quiet_stdout=as_json, timeout_s=timeout_s)
+    # Progress, the live line and the summary are said to a person: stderr (nothing under -q on
+    # success); stdout holds only --json's document.
+    progress = console.rich_stderr()
+    watched = LiveProgress(progress, prepared.plan)
+    with live_line(watched):
+        outcome = execute(prepared, watched, quiet_stdout=True, timeout_s=timeout_s)
     summary = outcome.summary
     if as_json:
         sys.stdout.write(json.dumps(summary.as_json(), indent=2, default=repr) + "\n")
         sys.stdout.flush()
     else:
-        print_summary(progress, summary)
+        print_summary(progress if summary.ok else console.rich_stderr(silent_when_quiet=False), summary)
     if outcome.signal is not None:
         return EXIT_BY_SIGNAL.get(outcome.signal, 128 + int(outcome.signal))
     return 0 if summary.ok else 1
@@ -99,7 +105,7 @@ def execute(
     run_dir = project.root / ".flowc" / "runs" / run_id
     run_dir.mkdir(parents=True, exist_ok=True)
     # The child interpreter starts importing Prefect while this process loads the orchestrator.
-    supervisor = Supervisor(project.python, run_dir, Path.cwd(), OutputSink())
+    supervisor = Supervisor(project.python, run_dir, Path.cwd(), OutputSink(_child_stream(progress)))
     received: list[int] = []
     stop_reason: list[str] = []
 
@@ -198,6 +204,12 @@ def execute(
         children=children,
     )
     return Outcome(summary, received[0] if received else None)
+
+
+def _child_stream(progress: Progress) -> IO[bytes] | None:
+    """Where children's output goes: the live line's choice (compiler.local.live), else stderr."""
+    chooser = getattr(progress, "child_stream", None)
+    return chooser() if chooser is not None else None
 
 
 @contextlib.contextmanager
