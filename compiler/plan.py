@@ -6,44 +6,17 @@ Every decision about the generated project is taken here; rendering only lays it
 from __future__ import annotations
 
 import graphlib
-import keyword
 import re
 from dataclasses import dataclass, replace
 from functools import cached_property
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any, Callable, Mapping
 
 from compiler.diagnostics import CompileError, Diagnostic, did_you_mean
 from compiler.lockfile import NOWHERE, ONE_MACHINE, FlowInterface, Lock
+from compiler.names import assign_python_names
 from compiler.values import ValueRejected, normalize
 from compiler.scanplan import POINT_PARAMETER_NAMES, Scan, check_scan, scan_axes
 from compiler.spec import ComposingFlow, MappedParameter, ParsedSpec, Path, duration_seconds
-
-# Names the generated module defines or imports; no spec-derived variable may shadow them.
-RESERVED_NAMES = frozenset(
-    {
-        "flow",
-        "Flow",
-        "IndexedFlow",
-        "Parameter",
-        "IMAGE",
-        "LABELS",
-        "LocalDaskExecutor",
-        "LocalThreadExecutor",
-        "DockerRun",
-        "KubernetesRun",
-        "Local",
-        "create_flow_run",
-        "wait_for_flow_run",
-        "get_task_run_result",
-        "load_db_result",
-        "unmapped",
-        "scan_points",
-        "point_names",
-        "point_parameters",
-        "ScanSlots",
-    }
-)
-
 
 @dataclass(frozen=True)
 class CompositeParameter:
@@ -105,34 +78,43 @@ class Step:
     lineage: str | None = None
     # The lock's digest of the child's source closure: its version in run keys (compiler.keys).
     source_digest: str | None = None
+    # (role, name) for the step's own Python names that compiler.names moved off a collision;
+    # every other one is `<alias>_<role>`.
+    python_names: tuple[tuple[str, str], ...] = ()
 
     @property
     def per_point(self) -> bool:
         return self.lineage is not None
 
+    def _python_name(self, role: str) -> str:
+        for own_role, name in self.python_names:
+            if own_role == role:
+                return name
+        return f"{self.alias}_{role}"
+
     @property
     def run_variable(self) -> str:
-        return f"{self.alias}_run"
+        return self._python_name("run")
 
     @property
     def points_variable(self) -> str:
-        return f"{self.alias}_points"
+        return self._python_name("points")
 
     @property
     def names_variable(self) -> str:
-        return f"{self.alias}_names"
+        return self._python_name("names")
 
     @property
     def parameters_variable(self) -> str:
-        return f"{self.alias}_parameters"
+        return self._python_name("parameters")
 
     @property
     def slots_variable(self) -> str:
-        return f"{self.alias}_slots"
+        return self._python_name("slots")
 
     @property
     def done_variable(self) -> str:
-        return f"{self.alias}_done"
+        return self._python_name("done")
 
 
 @dataclass(frozen=True)
@@ -285,7 +267,7 @@ class _Planner:
             lineage_alias = flows[lineage[index]].step_name if index in lineage else None
             depends_on = tuple(alias for alias in step.depends_on if alias != for_each_alias)
             steps.append(replace(step, for_each=for_each_alias, lineage=lineage_alias, depends_on=depends_on))
-        self._check_names(steps)
+        steps = assign_python_names(steps)
         if self.problems:
             raise CompileError(self.problems)
         return Plan(
@@ -662,49 +644,6 @@ class _Planner:
         if self._positions is None or self._positions[0] is not order:
             self._positions = (order, {step: rank for rank, step in enumerate(order)})
         return self._positions[1]
-
-    def _check_names(self, steps: list[Step]) -> None:
-        """Every Python name the module defines must be unique and not shadow an import."""
-        seen: dict[str, str] = {}
-        aliases: set[str] = set()
-        first_index: dict[str, int] = {}
-        for i, flow in enumerate(self.spec.composing_flows):
-            first_index.setdefault(flow.step_name, i)
-        for step in steps:
-            if step.alias in aliases:
-                continue  # a duplicate step, already reported
-            aliases.add(step.alias)
-            index = first_index[step.alias]
-            for variable, what in _names_of(step):
-                if variable in RESERVED_NAMES or keyword.iskeyword(variable):
-                    self.error(
-                        ("composing_flows", index),
-                        f"{what} would be the Python name {variable!r}, which flowc reserves; choose another alias",
-                    )
-                elif variable in seen:
-                    self.error(
-                        ("composing_flows", index),
-                        f"{what} and {seen[variable]} both become the Python name {variable!r}; "
-                        "choose another alias",
-                    )
-                else:
-                    seen[variable] = what
-
-
-def _names_of(step: Step) -> Iterator[tuple[str, str]]:
-    yield step.run_variable, f"the run of step {step.alias!r}"
-    yield step.done_variable, f"the wait for step {step.alias!r}"
-    if step.per_point:
-        yield step.names_variable, f"the run names of step {step.alias!r}"
-        yield step.parameters_variable, f"the point parameters of step {step.alias!r}"
-    if step.scan is not None:
-        yield step.points_variable, f"the points of step {step.alias!r}"
-        if step.scan.max_concurrency is not None:
-            yield step.slots_variable, f"the concurrency slots of step {step.alias!r}"
-    for parameter in step.parameters:
-        yield parameter.variable, f"composite parameter {parameter.name!r}"
-    for mapped in step.inputs:
-        yield mapped.variable, f"the mapped value {step.alias}.{mapped.parameter}"
 
 
 def _variable(alias: str, parameter: str) -> str:

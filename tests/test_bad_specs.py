@@ -41,7 +41,7 @@ def test_corpus_covers_every_kind_of_error() -> None:
     for kind in (
         "yaml_syntax", "wrong_type", "unknown_key", "duplicate_alias", "unknown_parameter",
         "unknown_parent", "unknown_task", "several_slugs", "unloadable_result", "cycle",
-        "name_collision", "missing_from_lock", "unsafe_spec_name", "unsafe_alias", "unsafe_image",
+        "missing_from_lock", "unsafe_spec_name", "unsafe_alias", "unsafe_image",
         "unsafe_base_image", "unsafe_flow_name", "unsafe_label",
     ):
         assert kind in names

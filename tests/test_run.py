@@ -142,6 +142,20 @@ def test_fan_in_combines_both_concurrent_branches(project: Path) -> None:
     assert steps["combine"]["results"] == {"combine-1": 24.0}
 
 
+def test_spec_names_that_are_one_python_name_still_reach_their_own_parameters(project: Path) -> None:
+    # specs/python_names.yaml: `a:b`/`a/b`, `a`+`b_c`/`a_b`+`c` and `create_flow_run` collide as
+    # Python names; flowc renames in flow.py, and each value still reaches its own parameter
+    # (each parameter of digits is one decimal digit of its result).
+    summary = run_json(project, "python_names", "a-a:b=8")
+    all_succeeded(summary, ["a", "a_b", "create_flow"])
+    steps = children(summary)
+    assert steps["a"]["parameters"] == {"a:b": 8, "a/b": 2.0, "b_c": 3.0, "c": 4.0}
+    assert steps["a"]["results"] == {"digits-1": 8234.0}
+    assert steps["a_b"]["mapped"] == {"c": 8234.0}
+    assert steps["a_b"]["results"] == {"digits-1": 5000 + 600 + 70 + 8234.0}
+    assert steps["create_flow"]["results"] == {"scale-1": (5000 + 600 + 70 + 8234.0) * 0.5}
+
+
 def test_lume_services_test_passes_text_by_raw_file_and_db(project: Path) -> None:
     summary = run_json(
         project, "lume_services_test", "flow1-text1=hello", "flow1-text2=' world'", "flow2-text2=again"
@@ -218,6 +232,7 @@ def test_every_example_spec_has_an_end_to_end_test() -> None:
         "reverse_order",
         "unmapped_after_first",
         "impact_scan",  # tests/test_scan_run.py
+        "python_names",
     }
     assert {spec.stem for spec in PREFECT1_SPECS} == tested  # prefect3's: tests/test_prefect3_e2e.py
 
