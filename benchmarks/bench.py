@@ -321,7 +321,8 @@ class Cases:
             from compiler.compile import spec_digest, lock_entries
             from compiler.spec import parse_spec
             from compiler.plan import build_plan
-            from compiler import render
+            from compiler.targets import common
+            from compiler.targets.prefect1 import render
             project = find_project()
             lock = load_lock(project)
             text = open("specs/{shape}{steps}.yaml").read()
@@ -331,8 +332,8 @@ class Cases:
             times = {{}}
             t = time.perf_counter(); parsed = parse_spec(text, "specs/{shape}{steps}.yaml"); times["parse"] = time.perf_counter() - t
             t = time.perf_counter(); plan = build_plan(parsed, lock, spec_digest(text, "specs/x.yaml", lock_entries(lock))); times["plan"] = time.perf_counter() - t
-            t = time.perf_counter(); source = render._template("flow.py.j2").render(render._flow_view(plan)); times["jinja2"] = time.perf_counter() - t
-            t = time.perf_counter(); render._format_python(source); times["black"] = time.perf_counter() - t
+            t = time.perf_counter(); source = common.template("prefect1/flow.py.j2").render(render._flow_view(plan)); times["jinja2"] = time.perf_counter() - t
+            t = time.perf_counter(); common.format_python(source); times["black"] = time.perf_counter() - t
             print(json.dumps(times))
             """
         )

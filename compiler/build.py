@@ -4,7 +4,7 @@ The image of `generated/<name>/` is tagged with the plan's content hash (the inp
 also names it in flow.py's IMAGE), so an image that exists under its tag is up to date and is
 neither rebuilt nor pushed again. Its build context is `generated/<name>/` plus `wheels/` holding
 flowc's own wheel (the runtime flow.py imports), and it builds with the network off.
-Registration goes through compiler.register (Prefect's own machinery, idempotent).
+Registration goes through compiler.targets.prefect1.register (Prefect's own machinery, idempotent).
 """
 
 from __future__ import annotations
@@ -100,12 +100,16 @@ class Tally:
 
 
 def build_command(
-    project: Project, spec_paths: list[Path] | None, json_path: str | None, no_image: bool, no_register: bool
+    project: Project,
+    spec_paths: list[Path] | None,
+    json_path: str | None,
+    no_image: bool,
+    no_register: bool,
+    generate: Callable[..., int],
 ) -> int:
-    """The whole `flowc build`; returns the exit code."""
-    from compiler.cli import run_generate
-
-    code = run_generate(project, spec_paths, "text", counts=False)
+    """The whole `flowc build`; returns the exit code. `generate` is the command's generate pass
+    (compiler.cli.run_generate), run first so the images hold what the specs say."""
+    code = generate(project, spec_paths, "text", counts=False)
     if code:
         return code
     tally = Tally()
@@ -529,7 +533,7 @@ def flowc_wheel(progress: Progress) -> Path:
 
 def _serialized_flows(targets: list[Target], tally: Tally) -> Iterator[tuple[Target, dict[str, Any]]]:
     """Each target's flow, loaded from its generated script and serialized as Prefect does."""
-    from compiler.register import RegistrationError, load_flow, serialize_flow
+    from compiler.targets.prefect1.register import RegistrationError, load_flow, serialize_flow
 
     for target in targets:
         if target.name in tally.image_failed:
@@ -549,7 +553,7 @@ def _serialized_flows(targets: list[Target], tally: Tally) -> Iterator[tuple[Tar
 
 def write_json(targets: list[Target], path: Path, tally: Tally, progress: Progress) -> None:
     """What would be registered, in the file format of `prefect build -o`; no server involved."""
-    from compiler.register import write_flows_json
+    from compiler.targets.prefect1.register import write_flows_json
 
     serialized = [flow for _, flow in _serialized_flows(targets, tally)]
     try:
@@ -566,7 +570,7 @@ def write_json(targets: list[Target], path: Path, tally: Tally, progress: Progre
 
 def register_flows(targets: list[Target], tally: Tally, progress: Progress) -> None:
     """Register each flow in its spec's project (created when missing); unchanged flows are skipped."""
-    from compiler.register import Backend, BackendUnreachable, backend_name
+    from compiler.targets.prefect1.register import Backend, BackendUnreachable, backend_name
 
     try:
         backend = Backend()
@@ -607,7 +611,7 @@ def register_flows(targets: list[Target], tally: Tally, progress: Progress) -> N
 
 def _backend_url() -> str:
     """The configured endpoint as messages show it: never with its password."""
-    from compiler.register import api_url
+    from compiler.targets.prefect1.register import api_url
     from compiler.runtime.results import redacted_url
 
     return redacted_url(api_url())

@@ -338,7 +338,7 @@ def graph(spec: str, fmt: str) -> None:
       flowc graph specs/pipeline.yaml --format dot | dot -Tsvg > graph.svg
     Exit codes: 0 printed; 1 spec errors; 2 usage errors.
     """
-    from compiler.render import dot, mermaid
+    from compiler.graph import dot, mermaid
 
     plan = _plan_or_fail(spec)
     console.out(mermaid(plan) if fmt == "mermaid" else dot(plan))
@@ -454,7 +454,7 @@ def build(
         sys.exit(print_plan(plan_build(project, _spec_paths(project, specs), no_image, no_register), style))
     if style != "text":
         raise click.UsageError("--format applies to --dry-run only")
-    sys.exit(build_command(project, _spec_paths(project, specs), json_path, no_image, no_register))
+    sys.exit(build_command(project, _spec_paths(project, specs), json_path, no_image, no_register, run_generate))
 
 
 @main.command()

@@ -199,7 +199,7 @@ def idempotency_key(target: Target, rendered: str | None) -> str:
     in a scratch directory: its storage names /opt/flowc/flow.py, so where it loads from does not
     change the serialized flow.
     """
-    from compiler.register import load_flow, serialize_flow
+    from compiler.targets.prefect1.register import load_flow, serialize_flow
 
     script = target.directory / "flow.py"
     if rendered is None:
@@ -225,7 +225,7 @@ class _Backend:
 
     @classmethod
     def connect(cls) -> _Backend:
-        from compiler.register import BackendUnreachable, api_url, check_reachable
+        from compiler.targets.prefect1.register import BackendUnreachable, api_url, check_reachable
 
         url = api_url()
         try:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from compiler.diagnostics import did_you_mean
-from compiler.lock import FlowInterface
+from compiler.lockfile import FlowInterface
 from compiler.spec import MAX_SCAN_POINTS, ComposingFlow, Path
 
 # The runtime task that merges a point's child parameters takes these two by position; a value

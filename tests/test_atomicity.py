@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
-import compiler.render
+import compiler.targets.prefect1.render
 from benchmarks import synthetic
 from compiler.cli import run_generate
 from compiler.config import Project, find_project
@@ -81,7 +81,7 @@ def test_renderer_failing_on_the_third_spec_leaves_generated_untouched(
     before = _snapshot(project.generated_dir)
     _change_every_spec(project)
     monkeypatch.setattr(
-        compiler.render, "render_plan", _fail_on_call(3, compiler.render.render_plan, RuntimeError("simulated crash"))
+        compiler.targets.prefect1.render, "render_plan", _fail_on_call(3, compiler.targets.prefect1.render.render_plan, RuntimeError("simulated crash"))
     )
     with pytest.raises(RuntimeError, match="simulated crash"):
         run_generate(project, None, "text", quiet=True)

@@ -315,4 +315,4 @@ def test_flowc_wheel_holds_the_runtime_and_is_reproducible(tmp_path: Path, monke
     runtime = {p.relative_to(REPO).as_posix() for p in (REPO / "compiler" / "runtime").glob("*.py")}
     assert runtime <= names
     assert "compiler/__init__.py" in names
-    assert "compiler/templates/Dockerfile.j2" in names  # package data, through the symlink
+    assert "compiler/templates/prefect1/Dockerfile.j2" in names  # package data, through the symlink

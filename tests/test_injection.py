@@ -28,7 +28,7 @@ from prefect import Flow
 from compiler.compile import compile_spec
 from compiler.diagnostics import CompileError
 from compiler.lock import FlowInterface, Lock, ParameterInterface, TaskInterface
-from compiler.render import BLACK_MODE_ARGS
+from compiler.targets.common import BLACK_MODE_ARGS
 
 BLACK_MODE = black.Mode(target_versions={black.TargetVersion.PY310}, **BLACK_MODE_ARGS)
 

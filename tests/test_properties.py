@@ -29,7 +29,7 @@ from compiler.cli import main
 from compiler.compile import compile_spec
 from compiler.diagnostics import CompileError
 from compiler.lock import FlowInterface, Lock, ParameterInterface, TaskInterface, render_lock
-from compiler.render import BLACK_MODE_ARGS
+from compiler.targets.common import BLACK_MODE_ARGS
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -182,7 +182,7 @@ def load_flow(source: str) -> Flow:
 
 
 def assert_black_fixpoint(source: str) -> None:
-    """flowc runs black's first pass only (compiler/render.py): the result must be final."""
+    """flowc runs black's first pass only (compiler/targets/common.py): the result must be final."""
     mode = black.Mode(target_versions={black.TargetVersion.PY310}, **BLACK_MODE_ARGS)
     assert black.format_str(source, mode=mode) == source
 

@@ -21,7 +21,7 @@ from compiler.compile import compile_plan, compile_spec
 from compiler.config import find_project
 from compiler.output import load_lock
 from compiler.plan import MappedInput, Plan, Step
-from compiler.render import dot, mermaid, mermaid_ids
+from compiler.graph import dot, mermaid, mermaid_ids
 from tests.helpers import PREFECT1_SPECS, REPO, SPECS, copy_project
 
 MERMAID_DIR = Path(__file__).parent / "mermaid"

@@ -15,7 +15,7 @@ import pytest
 from compiler.compile import compile_plan, compile_spec
 from compiler.config import find_project
 from compiler.output import load_lock
-from compiler.render_scans import _point_label
+from compiler.targets.prefect1.scans import _point_label
 from compiler.runtime.scans import MAX_SCAN_POINTS, ScanError, expand_points, point_name
 from tests.helpers import REPO
 

@@ -14,7 +14,7 @@ import pytest
 from compiler.compile import compile_spec
 from compiler.diagnostics import CompileError
 from compiler.lock import read_lock
-from compiler.render import BLACK_MODE_ARGS
+from compiler.targets.common import BLACK_MODE_ARGS
 from tests.helpers import PREFECT1_SPECS, REPO, copy_project, flowc, tree
 
 LOCK = read_lock((REPO / "specs" / "flows.lock.yaml").read_text(), "specs/flows.lock.yaml")
@@ -126,14 +126,14 @@ def test_front_end_and_plan_import_no_backend() -> None:
     """Importing the stages (and planning) loads neither renderer, templates engine nor Prefect."""
     code = (
         f"import sys\nimport {', '.join(FRONT_END)}\n"
-        "print(sorted(m for m in sys.modules if m.startswith(('compiler.render', 'compiler.targets.', "
+        "print(sorted(m for m in sys.modules if m.startswith(('compiler.graph', 'compiler.targets.', "
         "'compiler.runtime', 'prefect', 'jinja2', 'black'))))"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=60)
     assert result.stdout.strip() == "[]", result.stdout + result.stderr
     for module in FRONT_END:
         path = REPO / (module.replace(".", "/") + ".py")
-        assert not {n for n in _imports(path) if n.startswith(("compiler.render", "compiler.targets.", "compiler.runtime"))}, module
+        assert not {n for n in _imports(path) if n.startswith(("compiler.graph", "compiler.targets.", "compiler.runtime"))}, module
 
 
 @pytest.mark.parametrize(
@@ -169,7 +169,7 @@ def test_prefect_yaml_and_readme_say_what_the_plan_decided(spec: Path) -> None:
     import yaml
 
     from compiler.compile import compile_plan
-    from compiler.render import mermaid
+    from compiler.graph import mermaid
 
     plan = compile_plan(spec.read_text(), f"specs/{spec.name}", LOCK)
     files = compile_spec(spec.read_text(), f"specs/{spec.name}", LOCK)

@@ -26,7 +26,7 @@ GENERATED_FILES = {
 # Templates (relative to templates/) and package files (relative to compiler/) whose content
 # shapes a target's output or image, beyond what every target shares; hashed into headers.
 TEMPLATES = {
-    "prefect1": ("flow.py.j2", "Dockerfile.j2", "README.md.j2"),
+    "prefect1": ("prefect1/flow.py.j2", "prefect1/Dockerfile.j2", "prefect1/README.md.j2"),
     "prefect3": ("prefect3/flow.py.j2", "prefect3/prefect.yaml.j2", "prefect3/Dockerfile.j2", "prefect3/README.md.j2"),
 }
 SOURCES = {
@@ -59,7 +59,7 @@ def check(plan: Plan, parsed: ParsedSpec, lock: Lock, target: str) -> list[Diagn
     if target == "prefect3":
         from compiler.targets.prefect3.checks import check_plan
     elif target == "prefect1":
-        from compiler.targets.prefect1 import check_plan
+        from compiler.targets.prefect1.checks import check_plan
     else:
         raise ValueError(f"unknown target {target!r}; known: {', '.join(TARGETS)}")
     return check_plan(plan, parsed, lock)
@@ -69,7 +69,7 @@ def _renderer(target: str) -> Callable[[Plan], dict[str, str]]:
     if target == "prefect3":
         from compiler.targets.prefect3.render import render_plan
     elif target == "prefect1":
-        from compiler.render import render_plan
+        from compiler.targets.prefect1.render import render_plan
     else:
         raise ValueError(f"unknown target {target!r}; known: {', '.join(TARGETS)}")
     return render_plan

@@ -14,7 +14,8 @@ import yaml
 
 from compiler.fingerprint import header_lines
 from compiler.plan import MappedInput, Plan, Step
-from compiler.render import _comment, _format_python, _md, _template, mermaid
+from compiler.graph import mermaid
+from compiler.targets.common import comment, format_python, md, template
 from compiler.targets.prefect3.checks import base_image
 from compiler.values import literal
 
@@ -30,10 +31,10 @@ def render_plan(plan: Plan) -> dict[str, str]:
     """The generated project's files, relative to generated/<name>/."""
     names = _Names(plan)
     bodies = {
-        "flow.py": _format_python(_template("prefect3/flow.py.j2").render(_flow_view(plan, names))),
-        "prefect.yaml": _template("prefect3/prefect.yaml.j2").render(_deployment_view(plan)),
-        "Dockerfile": _template("prefect3/Dockerfile.j2").render(_dockerfile_view(plan)),
-        "README.md": _template("prefect3/README.md.j2").render(_readme_view(plan)),
+        "flow.py": format_python(template("prefect3/flow.py.j2").render(_flow_view(plan, names))),
+        "prefect.yaml": template("prefect3/prefect.yaml.j2").render(_deployment_view(plan)),
+        "Dockerfile": template("prefect3/Dockerfile.j2").render(_dockerfile_view(plan)),
+        "README.md": template("prefect3/README.md.j2").render(_readme_view(plan)),
     }
     return {
         name: header_lines(plan.spec_path, plan.inputs_digest, body, comment="<!--" if name.endswith(".md") else "#")
@@ -80,7 +81,7 @@ class _Names:
 def _flow_view(plan: Plan, names: _Names) -> dict[str, Any]:
     aliases = ", ".join(step.alias for step in plan.steps)
     return {
-        "docstring": _comment(f"{plan.name}: a flow of flows over {aliases}.").replace('"', "'"),
+        "docstring": comment(f"{plan.name}: a flow of flows over {aliases}.").replace('"', "'"),
         "spec_path": plan.spec_path,
         "flow_name": literal(plan.name),
         "function": plan.name,
@@ -110,7 +111,7 @@ def _step_view(number: int, step: Step, plan: Plan, names: _Names) -> dict[str, 
         arguments.append({"name": literal(child_parameter), "value": value})
     return {
         "alias": literal(step.alias),
-        "title": _comment(title).replace('"', "'"),
+        "title": comment(title).replace('"', "'"),
         "comments": comments,
         "task_name": literal(step.alias),
         "task_options": options,
@@ -134,14 +135,14 @@ def _input_view(step: Step, mapped: MappedInput, names: _Names) -> dict[str, str
     else:
         result = f"flowc.task_result.submit({parent}, {literal(mapped.task_name)})"
         source = f"{mapped.parent}.{mapped.task_name}"
-    comment = f"{mapped.parameter} <- {source} ({mapped.map_type}"
+    text = f"{mapped.parameter} <- {source} ({mapped.map_type}"
     if mapped.map_type == "db":
-        comment += f", attribute_index {json.dumps(list(mapped.attribute_index))}"
+        text += f", attribute_index {json.dumps(list(mapped.attribute_index))}"
         result = f"flowc.load_db_result.submit({result}, {literal(list(mapped.attribute_index))})"
     return {
         "variable": names.value[(step.alias, mapped.parameter)],
         "expression": result,
-        "comment": _comment(comment + ")"),
+        "comment": comment(text + ")"),
     }
 
 
@@ -154,9 +155,9 @@ def _deployment_view(plan: Plan) -> dict[str, Any]:
         "name": plan.name,
         "entrypoint": entrypoint(plan),
         "directory": json.dumps(DIRECTORY),
-        "description": json.dumps(_comment(f"flowc: a flow of flows from {plan.spec_path}")),
+        "description": json.dumps(comment(f"flowc: a flow of flows from {plan.spec_path}")),
         "tags": json.dumps(list(plan.labels)),
-        "example_parameter": _comment(example),
+        "example_parameter": comment(example),
         "work_pool": json.dumps(plan.work_pool),
         "image": json.dumps(f"{plan.image_repository}:{plan.image_tag}"),
         "parameters": _yaml_block({"parameters": {"parameters": {p.name: p.default for p in plan.parameters if not p.required}}}, 4),
@@ -202,35 +203,35 @@ def _readme_view(plan: Plan) -> dict[str, Any]:
             {
                 "number": number,
                 "alias": step.alias,
-                "deployment": _md(deployment_name(step)),
+                "deployment": md(deployment_name(step)),
                 "after": ", ".join(f"`{a}`" for a in step.upstream) or "start",
                 "retries": step.retries,
                 "timeout": f"{step.timeout_s:g} s" if step.timeout_s is not None else "none",
-                "tags": ", ".join(f"`{_md(label)}`" for label in step.labels) if step.labels else "the deployment's",
+                "tags": ", ".join(f"`{md(label)}`" for label in step.labels) if step.labels else "the deployment's",
             }
             for number, step in enumerate(plan.steps, start=1)
         ],
         "parameter_rows": [
             {
-                "name": _md(p.name),
-                "default": "" if p.required else f"`{_md(json.dumps(p.default))}`",
+                "name": md(p.name),
+                "default": "" if p.required else f"`{md(json.dumps(p.default))}`",
                 "required": "yes" if p.required else "no",
             }
             for p in plan.parameters
         ],
         "mapping_rows": [
             {
-                "target": _md(f"{step.alias}.{m.parameter}"),
-                "source": _md(m.parent if m.task_name == RETURN_TASK else f"{m.parent}.{m.task_name}"),
+                "target": md(f"{step.alias}.{m.parameter}"),
+                "source": md(m.parent if m.task_name == RETURN_TASK else f"{m.parent}.{m.task_name}"),
                 "taken": "the child's return value" if m.task_name == RETURN_TASK else "the task's persisted result",
                 "map_type": m.map_type,
-                "attribute_index": f"`{_md(json.dumps(list(m.attribute_index)))}`" if m.attribute_index else "",
+                "attribute_index": f"`{md(json.dumps(list(m.attribute_index)))}`" if m.attribute_index else "",
             }
             for step in plan.steps
             for m in step.inputs
         ],
-        "work_pool": _md(plan.work_pool),
-        "labels": ", ".join(f"`{_md(label)}`" for label in plan.labels) or "none",
+        "work_pool": md(plan.work_pool),
+        "labels": ", ".join(f"`{md(label)}`" for label in plan.labels) or "none",
         "image": plan.image,
         "base_image": base_image(plan),
         "directory": DIRECTORY,

@@ -14,19 +14,14 @@ import json
 from typing import Any
 
 from compiler.plan import MappedInput, Plan, Step
+from compiler.targets.common import comment, md
+from compiler.values import literal
 
 FIRST_POINTS_SHOWN = 4  # in the README
 
 
-def _render() -> Any:
-    from compiler import render  # render imports this module; resolved when called
-
-    return render
-
-
 def point_input_expression(mapped: MappedInput, parent: Step) -> str:
     """One value per point of the parent: `get_task_run_result.map` (and the db loader, mapped)."""
-    literal = _render().literal
     result = (
         f"get_task_run_result.map({parent.run_variable}, unmapped({literal(mapped.task_slug)}), "
         f"upstream_tasks=[{parent.done_variable}])"
@@ -45,8 +40,6 @@ def point_input_comment(mapped: MappedInput, plan: Plan) -> str:
 
 def point_step_view(step: Step, plan: Plan) -> dict[str, Any]:
     """What the template needs for a per-point step beyond a single step's view."""
-    render = _render()
-    literal = render.literal
     root = plan.step(step.lineage or step.alias)
     points = root.points_variable
     per_point = {m.parameter: m.variable for m in step.inputs if m.per_point}
@@ -118,27 +111,26 @@ def _scan_comments(step: Step, plan: Plan) -> list[str]:
         lines = [f"scan ({step.scan.mode} over {axes}, {order}): one child run per point, {count} by default"]
         if step.scan.max_concurrency is not None:
             lines.append(f"at most {step.scan.max_concurrency} of these runs alive at once (ScanSlots)")
-        return [_render()._comment(line) for line in lines]
+        return [comment(line) for line in lines]
     return [f"for each point of {step.lineage} ({count} by default), after the same point of {step.for_each}"]
 
 
 def scan_rows(plan: Plan) -> list[dict[str, Any]]:
     """README: one row per scanned step with its axes, point count and first points."""
-    render = _render()
     rows = []
     for step in plan.steps:
         if step.scan is None:
             continue
         scan = step.scan
         first = scan.points(FIRST_POINTS_SHOWN)
-        names = [render._md(_point_label(step.alias, point)) for point in first]
+        names = [md(_point_label(step.alias, point)) for point in first]
         more = scan.point_count - len(first)
         rows.append(
             {
                 "alias": step.alias,
                 "mode": scan.mode,
                 "axes": ", ".join(
-                    f"`{render._md(axis.name)}` ({len(axis.values)}: `{render._md(json.dumps(list(axis.values)))}`)"
+                    f"`{md(axis.name)}` ({len(axis.values)}: `{md(json.dumps(list(axis.values)))}`)"
                     for axis in scan.axes
                 ),
                 "count": scan.point_count,
@@ -154,8 +146,3 @@ def scan_rows(plan: Plan) -> list[dict[str, Any]]:
 def _point_label(alias: str, point: dict[str, Any]) -> str:
     """As `compiler.runtime.scans.point_name` names the run (without importing the runtime)."""
     return alias + "[" + ", ".join(f"{k}={json.dumps(v, sort_keys=True, ensure_ascii=False)}" for k, v in point.items()) + "]"
-
-
-def node_suffix(plan: Plan, step: Step) -> str:
-    """` × 6` after a per-point step's name in the graphs."""
-    return f" × {plan.point_count(step)}" if step.per_point else ""

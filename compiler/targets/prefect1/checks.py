@@ -1,4 +1,4 @@
-"""The prefect1 target's own checks (its renderer is compiler/render.py, runtime compiler/runtime/)."""
+"""The prefect1 target's own checks: what a prefect1 spec may not ask for."""
 
 from __future__ import annotations
 

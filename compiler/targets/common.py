@@ -1,0 +1,66 @@
+"""What every target's renderer shares: the Jinja2 environment over templates/, black in one
+pass, and the escaping of spec text into comments and Markdown cells."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import TYPE_CHECKING
+
+from compiler.fingerprint import TEMPLATES_DIR
+
+if TYPE_CHECKING:
+    import jinja2
+
+
+@lru_cache(maxsize=1)
+def _environment() -> jinja2.Environment:
+    import jinja2
+
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(TEMPLATES_DIR)),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        autoescape=False,
+    )
+
+
+def template(name: str) -> jinja2.Template:
+    return _environment().get_template(name)
+
+
+BLACK_MODE_ARGS = {"line_length": 100}
+
+
+def format_python(source: str) -> str:
+    """black, in one pass: black is most of a compile's time (README.md, Benchmarks).
+
+    `black.format_str` formats twice whenever its input was not already black's output (the
+    second pass only guards against rare instabilities), which the template's output never is.
+    Generated code is plain calls and literals, for which one pass is already a fixpoint: tests
+    check `format_str(output) == output` for every example and for random specs (test_properties),
+    and black is pinned in pyproject.toml. Without the private function, both passes run.
+    """
+    import black
+
+    mode = black.Mode(target_versions={black.TargetVersion.PY310}, **BLACK_MODE_ARGS)
+    format_once = getattr(black, "_format_str_once", None)
+    if format_once is None:
+        return black.format_str(source, mode=mode)
+    return format_once(source, mode=mode)
+
+
+def comment(text: str) -> str:
+    """Text for a `#` comment: one line of printable characters, whatever the spec or lock held
+    (a NUL from a child flow's task name would make flow.py impossible to import)."""
+    return printable(" ".join(text.split()))
+
+
+def printable(text: str) -> str:
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
+def md(text: str) -> str:
+    """Text for a Markdown table cell inside backticks."""
+    return printable(" ".join(text.replace("|", "\\|").replace("`", "'").split()))
