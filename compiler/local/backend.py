@@ -64,6 +64,7 @@ class ChildRun:
     parameters: dict[str, Any]  # as summaries show them (bounded)
     parent_run_id: str | None
     task_name: str | None
+    point_index: int | None = None  # a point of a scanned or for_each step: its place in the scan
     process: ChildProcess | None = None
     report: dict[str, Any] | None = None
     state_name: str | None = None
@@ -225,6 +226,7 @@ class ProcessBackend:
             parent=None,
             task_name=prefect.context.get("task_name"),
             delay_s=delay,
+            map_index=prefect.context.get("map_index"),
         )
         task_logger().info(f"Created local flow run {run.run_name or run.run_id!r} for flow {run.flow_name!r}")
         return run.run_id
@@ -274,14 +276,19 @@ class ProcessBackend:
         parent: ChildRun | None,
         task_name: str | None,
         delay_s: float | None = None,
+        map_index: int | None = None,
     ) -> ChildRun:
         with self._lock:
             if idempotency_key and idempotency_key in self._by_idempotency_key:
                 return self._runs[self._by_idempotency_key[idempotency_key]]  # a retried task: same run
         step = self.resolve(project_name, flow_name, task_name, nested=parent is not None)
+        point_index = None
         if parent is None:
             named = task_name[len("run ") :] if task_name and task_name.startswith("run ") else None
             label = named if named == step.alias else (named or step.alias)
+            if step.per_point and map_index is not None and label == step.alias:
+                point_index = int(map_index)
+                label = point_label(step.alias, run_name, point_index)
         else:
             label = f"{parent.label}/{flow_name}"
         run = ChildRun(
@@ -292,6 +299,7 @@ class ProcessBackend:
             parameters={name: bounded(value) for name, value in parameters.items()},
             parent_run_id=parent.run_id if parent is not None else self.composite_run_id,
             task_name=task_name,
+            point_index=point_index,
         )
         with self._lock:
             self._runs[run.run_id] = run
@@ -306,7 +314,7 @@ class ProcessBackend:
         return run
 
     def _launch(self, run: ChildRun, parameters: dict[str, Any], context: dict[str, Any]) -> None:
-        log_path = self.supervisor.log_path(run.label)
+        log_path = self.supervisor.log_path(run.label.replace(", ", ","))
         base = log_path.with_suffix("")
         parameters_file = Path(f"{base}.parameters.pickle")
         with parameters_file.open("wb") as handle:
@@ -461,6 +469,14 @@ class ProcessBackend:
             getattr(self._listener, event)(run)
         except Exception:  # a broken display (a closed pipe) must not stop or hang the run
             pass
+
+
+def point_label(alias: str, run_name: str | None, index: int) -> str:
+    """How a point's run is shown and its log named: its run name (`impact[quad_k=0.1, drift_length=1.0]`,
+    from the point's values), or `impact[3]` when the run was given no name of that step."""
+    if run_name and run_name.startswith(f"{alias}["):
+        return run_name
+    return f"{alias}[{index}]"
 
 
 def _run_name(current: str | None, flow_name: str) -> str | None:

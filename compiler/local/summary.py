@@ -15,6 +15,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from compiler.local.points import FAILURES_SHOWN, LABEL_WIDTH, folded_row, point_label_width, short_label, table_rows
+
 if TYPE_CHECKING:
     import prefect
     from rich.console import Console
@@ -44,6 +46,20 @@ class ChildSummary:
     results: dict[str, Any] = field(default_factory=dict)
     reason: str | None = None  # why a step did not run
     log: str | None = None  # its output, under .flowc/runs/<run-id>/
+    run_name: str | None = None
+    # A point of a scanned or for_each step: its values and place in the scan, and how it is shown
+    # (`impact[quad_k=0.1, drift_length=1.0]`); `point_of` is that step for its nested runs too.
+    point: dict[str, Any] | None = None
+    point_index: int | None = None
+    label: str = ""
+    point_of: str | None = None
+
+    def __post_init__(self) -> None:
+        self.label = self.label or self.alias
+
+    @property
+    def not_run(self) -> bool:
+        return self.state == NOT_RUN
 
 
 @dataclass
@@ -83,6 +99,10 @@ class RunSummary:
             "children": [
                 {
                     "alias": child.alias,
+                    "label": child.label,
+                    "run_name": child.run_name,
+                    "point": _jsonable(child.point),
+                    "point_index": child.point_index,
                     "flow": child.flow,
                     "source": child.source,
                     "state": child.state,
@@ -109,40 +129,122 @@ def summarize_children(
     runs: list[ChildRun],
     progress: Progress,
 ) -> list[ChildSummary]:
-    """One summary per step, in run order; nested runs (a child that composes) follow their parent."""
-    by_alias: dict[str, list[ChildRun]] = {}
+    """One summary per step (per point of a scanned or for_each step, in point order), in run
+    order; the runs a child started (it composes flows itself) follow it."""
+    from compiler.local import points as scans
+
+    run_ids = {run.run_id for run in runs}
+    started_by: dict[str, list[ChildRun]] = {}
+    by_step: dict[str, list[ChildRun]] = {}
     for run in runs:
-        by_alias.setdefault(progress.label(run), []).append(run)
+        if run.parent_run_id in run_ids:
+            started_by.setdefault(run.parent_run_id or "", []).append(run)
+        else:
+            by_step.setdefault(run.step.alias if run.point_index is not None else run.label, []).append(run)
     summaries: dict[str, ChildSummary] = {}
+    per_point: dict[str, list[ChildSummary]] = {}
     ordered: list[ChildSummary] = []
     for step in plan.steps:
-        child = ChildSummary(
-            alias=step.alias, flow=f"{step.project_name}/{step.flow_name}", source=step.source
-        )
-        step_runs = by_alias.pop(step.alias, [])
-        if step_runs:
-            _fill_from_run(child, step_runs[-1], step)
+        step_runs = by_step.pop(step.alias, [])
+        points = scans.run_points(plan, step, flow, state) if step.per_point else None
+        if points is not None:
+            children = _point_summaries(plan, step, points, step_runs, per_point, summaries, flow, state)
+            for child, run in children:
+                ordered.append(child)
+                if run is not None:
+                    ordered.extend(_started_by(run, started_by, point_of=step.alias))
+            per_point[step.alias] = [child for child, _ in children]
+            summaries[step.alias] = _whole_step(step, per_point[step.alias])
+            continue
+        child = _new_summary(step)
+        run = step_runs[-1] if step_runs else None
+        if run is not None:
+            _fill_from_run(child, run, step)
+        elif step.per_point:
+            child.reason = scans.points_failure(plan, step, flow, state)
+            per_point[step.alias] = []
         else:
-            child.reason = _not_run_reason(step, summaries, flow, state)
+            gathered = [scans.gathered_reason(p, per_point[p]) for p in step.upstream if p in per_point]
+            child.reason = "; ".join(r for r in gathered if r) or _not_run_reason(step, summaries, flow, state)
         summaries[step.alias] = child
         ordered.append(child)
-        for label in sorted(k for k in by_alias if k.startswith(f"{step.alias}/")):
-            for run in by_alias.pop(label):
-                nested = ChildSummary(alias=label, flow=f"{run.project_name}/{run.flow_name}", source=None)
-                _fill_from_run(nested, run, None)
-                ordered.append(nested)
-    for label, leftover in sorted(by_alias.items()):
+        if run is not None:
+            ordered.extend(_started_by(run, started_by))
+    for label, leftover in sorted(by_step.items()):
         for run in leftover:
             extra = ChildSummary(alias=label, flow=f"{run.project_name}/{run.flow_name}", source=None)
             _fill_from_run(extra, run, None)
             ordered.append(extra)
+            ordered.extend(_started_by(run, started_by))
     return ordered
+
+
+def _new_summary(step: Step) -> ChildSummary:
+    return ChildSummary(alias=step.alias, flow=f"{step.project_name}/{step.flow_name}", source=step.source)
+
+
+def _point_summaries(
+    plan: Plan,
+    step: Step,
+    points: list[dict[str, Any]],
+    runs: list[ChildRun],
+    per_point: dict[str, list[ChildSummary]],
+    summaries: Mapping[str, ChildSummary],
+    flow: prefect.Flow,
+    state: Any,
+) -> list[tuple[ChildSummary, ChildRun | None]]:
+    """One summary per point of `step`, in point order, with its run (the last, after retries);
+    a point that never started says why (the same point upstream, else the step's reason)."""
+    from compiler.local import points as scans
+    from compiler.local.backend import point_label
+    from compiler.runtime.scans import point_name
+
+    by_index = {run.point_index: run for run in runs}
+    children = []
+    for index, point in enumerate(points):
+        child = _new_summary(step)
+        child.point, child.point_index, child.point_of = point, index, step.alias
+        run = by_index.get(index)
+        if run is not None:
+            _fill_from_run(child, run, step)
+            child.label = run.label
+        else:
+            child.run_name = point_name(step.alias, point)
+            child.label = point_label(step.alias, child.run_name, index)
+            child.reason = scans.point_not_run_reason(plan, step, index, per_point) or _not_run_reason(
+                step, {a: s for a, s in summaries.items() if plan.step(a).lineage != step.lineage}, flow, state
+            )
+        children.append((child, run))
+    return children
+
+
+def _whole_step(step: Step, points: list[ChildSummary]) -> ChildSummary:
+    """A per-point step as the steps after it see it: ok only when every point is."""
+    whole = _new_summary(step)
+    failed = any(not c.ok and not c.not_run for c in points)
+    not_run = any(c.not_run for c in points)
+    whole.ok = bool(points) and not failed and not not_run
+    whole.state = "Failed" if failed else NOT_RUN if not_run or not points else "Success"
+    return whole
+
+
+def _started_by(run: ChildRun, started_by: dict[str, list[ChildRun]], point_of: str | None = None) -> list[ChildSummary]:
+    """The runs `run` started, and theirs, depth first, siblings by label."""
+    found = []
+    for nested_run in sorted(started_by.get(run.run_id, []), key=lambda r: r.label):
+        nested = ChildSummary(alias=nested_run.label, flow=f"{nested_run.project_name}/{nested_run.flow_name}", source=None)
+        nested.point_of = point_of
+        _fill_from_run(nested, nested_run, None)
+        found.append(nested)
+        found.extend(_started_by(nested_run, started_by, point_of))
+    return found
 
 
 def _fill_from_run(child: ChildSummary, run: ChildRun, step: Step | None) -> None:
     child.run_id = run.run_id
     child.started_at = run.started_at.isoformat() if run.started_at else None
     child.duration_s = run.duration_s
+    child.run_name = run.run_name
     child.parameters = dict(run.parameters)
     child.log = run.process.log_path.as_posix() if run.process is not None else None
     if step is not None:
@@ -222,6 +324,7 @@ class Progress:
         self._started = time.perf_counter()
         self._composite_run_id: str | None = None
         self._width = max((len(s.alias) for s in plan.steps), default=8)
+        self._width = max(self._width, min(LABEL_WIDTH, point_label_width(plan)))
 
     def begin(self, prepared: PreparedRun, run_id: str) -> None:
         self._composite_run_id = run_id
@@ -234,13 +337,14 @@ class Progress:
         )
 
     def label(self, run: ChildRun) -> str:
-        """The step a child run belongs to: its alias (`outer/inner` for a nested run)."""
-        return run.label
+        """The step a child run belongs to: its alias (`outer/inner` for a nested run); for a point
+        of a scanned or for_each step its run's name (`impact[quad_k=0.1, drift_length=1.0]`)."""
+        return short_label(run.label, run.step.alias, run.point_index)
 
     def _line(self, mark: str, label: str, text: str) -> None:
         elapsed = time.perf_counter() - self._started
         with self._lock:
-            self.console.print(f"{elapsed:7.2f}s  {mark} {label:<{self._width}}  {text}")
+            self.console.print(f"{elapsed:7.2f}s  {mark} {_escape(label):<{self._width}}  {text}")
 
     def run_started(self, run: ChildRun) -> None:
         label = self.label(run)
@@ -257,11 +361,13 @@ class Progress:
             self._line("[red]✘[/]", label, f"[red]{name}[/]    {took}: {_escape(detail)}")
 
     def not_run(self, child: ChildSummary) -> None:
-        self._line("[yellow]○[/]", child.alias, f"[yellow]{NOT_RUN}[/]   {_escape(child.reason or '')}")
+        label = short_label(child.label, child.alias, child.point_index)
+        self._line("[yellow]○[/]", label, f"[yellow]{NOT_RUN}[/]   {_escape(child.reason or '')}")
 
 
 def print_summary(console: Console, summary: RunSummary) -> None:
-    """A table of the children, then why each one that did not succeed did not."""
+    """A table of the children (a step with many points as one row), then why each one that did
+    not succeed did not (at most FAILURES_SHOWN per folded step)."""
     from rich.table import Table
 
     table = Table(title=f"{summary.flow} ({summary.spec})", title_justify="left", expand=False)
@@ -270,25 +376,32 @@ def print_summary(console: Console, summary: RunSummary) -> None:
     table.add_column("state")
     table.add_column("time", justify="right")
     table.add_column("received")
-    for child in summary.children:
-        colour = "green" if child.ok else ("yellow" if child.state == NOT_RUN else "red")
+    rows = table_rows(summary.children)
+    for folded, group in rows:
+        if folded:
+            table.add_row(*folded_row(folded, group))
+            continue
+        child = group[0]
+        colour = "green" if child.ok else ("yellow" if child.not_run else "red")
         received = "\n".join(f"{name}={_abbreviate(value)}" for name, value in child.mapped.items())
         table.add_row(
-            child.alias,
+            _escape(child.label),
             child.flow,
             f"[{colour}]{child.state}[/]",
             "" if child.duration_s is None else f"{child.duration_s:.2f}s",
             _escape(received or "-"),
         )
     console.print(table)
-    for child in summary.children:
-        if child.ok:
-            continue
-        detail = child.reason if child.state == NOT_RUN else child.message
-        console.print(f"  {child.alias}: {child.state}: {_escape(_abbreviate_text(detail or '', 400))}")
+    for folded, group in rows:
+        unsuccessful = [c for c in group if not c.ok]
+        for child in unsuccessful[: FAILURES_SHOWN if folded else None]:
+            detail = child.reason if child.not_run else child.message
+            console.print(f"  {_escape(child.label)}: {child.state}: {_escape(_abbreviate_text(detail or '', 400))}")
+        if folded and len(unsuccessful) > FAILURES_SHOWN:
+            console.print(f"  … and {len(unsuccessful) - FAILURES_SHOWN} more of {folded} did not succeed (--json lists each)")
     counts: dict[str, int] = {}
     for child in summary.children:
-        key = "succeeded" if child.ok else (NOT_RUN if child.state == NOT_RUN else "failed")
+        key = "succeeded" if child.ok else (NOT_RUN if child.not_run else "failed")
         counts[key] = counts.get(key, 0) + 1
     tally = ", ".join(f"{counts[what]} {what}" for what in ("succeeded", "failed", NOT_RUN) if what in counts)
     colour = "green" if summary.ok else "red"

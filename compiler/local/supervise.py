@@ -31,6 +31,7 @@ from typing import IO, Any
 
 KILL_GRACE_S = float(os.environ.get("FLOWC_KILL_GRACE", "5"))
 START_METHODS = ("fork", "spawn")
+LOG_NAME_MAX = 120  # characters of a log file's name from its label (a point's values can be long)
 _PREFECT_CHATTER = re.compile(rb"^\[[^\]]*\] (?:DEBUG|INFO) - prefect[.\w]* \| ")
 
 
@@ -380,7 +381,7 @@ class Supervisor:
         return self._stopping
 
     def log_path(self, label: str) -> Path:
-        base = re.sub(r"[^A-Za-z0-9_.\[\]=,-]+", ".", label).strip(".") or "child"
+        base = re.sub(r"[^A-Za-z0-9_.\[\]=,-]+", ".", label).strip(".")[:LOG_NAME_MAX] or "child"
         with self._lock:
             name, n = base, 1
             while name in self._log_names:
