@@ -176,9 +176,10 @@ def test_human_output_has_a_line_per_point_and_folds_large_scans(clock_project: 
         "-p", "clock-seconds=0.0", cwd=clock_project, env={**os.environ, "COLUMNS": "160"},
     )  # fmt: skip
     assert done.returncode == 1, done.stdout + done.stderr
-    lines = done.stdout.splitlines()
+    assert done.stdout == ""  # progress and the summary are for people: stderr
+    lines = done.stderr.splitlines()
     for index in range(12):
-        assert sum(f"▶ clock[label={index}] " in line for line in lines) == 1, done.stdout
+        assert sum(f"▶ clock[label={index}] " in line for line in lines) == 1, done.stderr
     assert sum(f"✔ clock[label=" in line for line in lines) == 11
     assert any("✘ clock[label=4] " in line and "Failed" in line for line in lines)
     assert any("○ after[label=4] " in line and "not run" in line for line in lines)
@@ -186,6 +187,6 @@ def test_human_output_has_a_line_per_point_and_folds_large_scans(clock_project: 
     assert any("clock × 12" in row and "11 Success, 1 Failed" in row for row in rows), "\n".join(rows)
     assert any("after × 12" in row and "11 Success, 1 not run" in row for row in rows), "\n".join(rows)
     assert not any("clock[label=" in row for row in rows)  # folded: no row per point
-    assert "  clock[label=4]: Failed:" in done.stdout
-    assert "  after[label=4]: not run: upstream 'clock[label=4]' failed" in done.stdout
+    assert "  clock[label=4]: Failed:" in done.stderr
+    assert "  after[label=4]: not run: upstream 'clock[label=4]' failed" in done.stderr
     assert "clock_scan: Failed" in lines[-1] and "(22 succeeded, 1 failed, 2 not run)" in lines[-1]
