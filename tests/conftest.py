@@ -111,10 +111,6 @@ def mongo_url(mongo_server: str, request: pytest.FixtureRequest) -> str:
 # Each still runs and reports XFAIL/XPASS; none is counted as done. Issues 12-15 stay open on them,
 # and the closing note lists them. Remove an entry with the fix that makes it pass.
 QUARANTINE = {
-    "tests/test_prefect3_e2e.py::test_build_deploys_the_composites_then_reports_them_unchanged": "build output moved to stderr",
-    "tests/test_prefect3_e2e.py::test_the_pipeline_passes_file_db_raw_and_return_values": "composite fails after the last rebase",
-    "tests/test_prefect3_e2e.py::test_a_failed_child_fails_the_composite_and_a_retry_starts_only_it_anew": "server 503 after the previous failure",
-    "tests/test_prefect3_e2e.py::test_flowc_run_starts_a_private_server_and_stops_it": "never passed yet",
 }
 
 

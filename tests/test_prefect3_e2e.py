@@ -149,11 +149,12 @@ def deployed(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
 
 def test_build_deploys_the_composites_then_reports_them_unchanged(deployed: Deployed) -> None:
     first = deployed.build()
-    assert "impact_pipeline3/impact_pipeline3: created (work pool 'flowc' (process: code on this machine)" in first.stdout
-    assert first.stdout.splitlines()[-1] == "images skipped; 0 registered, 0 skipped, 0 errored; 3 deployed, 0 unchanged"
+    assert "impact_pipeline3/impact_pipeline3: created (work pool 'flowc' (process: code on this machine)" in first.stderr
+    assert first.stdout == "", first.stdout  # human output goes to stderr
+    assert first.stderr.splitlines()[-1] == "images skipped; 0 registered, 0 skipped, 0 errored; 3 deployed, 0 unchanged"
     second = deployed.flowc("build", "--no-image", *COMPOSITES)
     assert second.returncode == 0, second.stdout + second.stderr
-    assert second.stdout.splitlines()[-1] == "images skipped; 0 registered, 0 skipped, 0 errored; 0 deployed, 3 unchanged"
+    assert second.stderr.splitlines()[-1] == "images skipped; 0 registered, 0 skipped, 0 errored; 0 deployed, 3 unchanged"
 
 
 def _child(run: dict[str, Any], deployment: str) -> dict[str, Any]:
@@ -224,13 +225,14 @@ def test_a_failed_child_fails_the_composite_and_a_retry_starts_only_it_anew(depl
     assert _child(retried, "combine")["results"]["combine"] == 4.0 * 0.5 * 2
 
 
-def test_flowc_run_starts_a_private_server_and_stops_it(tmp_path: Path) -> None:
+@pytest.mark.parametrize("version", sorted(VENVS), ids=lambda v: f"prefect{v}")
+def test_flowc_run_starts_a_private_server_and_stops_it(tmp_path: Path, version: str) -> None:
     """`flowc run` of a prefect3 spec with no server configured: the same numbers, nothing left running."""
-    venv = VENVS["3"]
+    venv = VENVS[version]
     if not (venv / "bin" / "prefect").exists():
         if REQUIRED:
-            pytest.fail(f"no Prefect 3 virtualenv at {venv}")
-        pytest.skip(f"no Prefect 3 virtualenv at {venv}")
+            pytest.fail(f"no Prefect {version} virtualenv at {venv}")
+        pytest.skip(f"no Prefect {version} virtualenv at {venv}")
     project = copy_project(tmp_path / "project", examples=True)
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT")}
     env.update(FLOWC_PREFECT3_PYTHON=str(venv / "bin" / "python"), PYTHONPATH=str(REPO))

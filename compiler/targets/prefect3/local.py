@@ -73,7 +73,6 @@ def run_command(project: Project, spec_path: Path, params: tuple[str, ...], as_j
 
 
 def _run(project: Project, plan: Any, overrides: dict[str, Any], python: str) -> dict[str, Any]:
-    from compiler.lock import source_file
     from compiler.targets.prefect3.render import deployment_name, entrypoint
     from compiler.targets.prefect3.server import PrefectServer
 
@@ -91,8 +90,8 @@ def _run(project: Project, plan: Any, overrides: dict[str, Any], python: str) ->
             continue
         seen.add(name)
         target, _, attribute = (step.source or "").rpartition(":")
-        file = project.root / target if target.endswith(".py") else (source_file(step.source) if step.source else None)
-        if file is None or not file.is_file():
+        file = _source_file(project.root, target) if target else None
+        if file is None:
             raise LocalRunError(f"step {step.alias!r} has no source file to deploy its child from")
         relative = file.resolve().relative_to(project.root.resolve()).as_posix()
         flow_name, _, deployment = name.partition("/")
@@ -130,6 +129,17 @@ def _run(project: Project, plan: Any, overrides: dict[str, Any], python: str) ->
         "children": children,
         "logs": project.relative(scratch),
     }
+
+
+def _source_file(root: Path, target: str) -> Path | None:
+    """The file of a source's `path.py` or dotted module, inside the project, found without
+    importing anything (the worker imports it, from the project root on its path)."""
+    if target.endswith(".py"):
+        candidates = [root / target]
+    else:
+        base = root.joinpath(*target.split("."))
+        candidates = [base.with_suffix(".py"), base / "__init__.py"]
+    return next((path for path in candidates if path.is_file()), None)
 
 
 def _request(flow_name: str, name: str, entrypoint: str, directory: Path) -> dict[str, Any]:

@@ -15,6 +15,7 @@ import socket
 import subprocess
 import tempfile
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,10 @@ DEPLOYER = HERE / "deployer.py"
 PROBE = HERE / "probe.py"
 # How often the worker asks for runs (Prefect's default: 10 s); it dominates a child's start.
 WORKER_QUERY_SECONDS = "1"
+# A REST call answered 502/503 is tried again this many times (about a minute in all).
+API_RETRIES = 8
+RETRIED_STATUSES = (502, 503)
+STOP_SECONDS = 20
 
 
 def free_port() -> int:
@@ -121,22 +126,31 @@ class PrefectServer:
         return {"id": flow_run_id, **json.loads(done.stdout)}
 
     def api(self, method: str, path: str, body: Any = None) -> Any:
+        """One REST call; a 503 (the server's answer to a locked SQLite database) is retried,
+        as Prefect's own client does, with a growing delay."""
         data = None if body is None else json.dumps(body).encode()
-        request = urllib.request.Request(
-            f"{self.api_url}{path}", data=data, method=method, headers={"Content-Type": "application/json"}
-        )
-        with urllib.request.urlopen(request, timeout=30) as response:
-            text = response.read()
-        return json.loads(text) if text else None
+        for attempt in range(API_RETRIES + 1):
+            request = urllib.request.Request(
+                f"{self.api_url}{path}", data=data, method=method, headers={"Content-Type": "application/json"}
+            )
+            try:
+                with urllib.request.urlopen(request, timeout=30) as response:
+                    text = response.read()
+                return json.loads(text) if text else None
+            except urllib.error.HTTPError as error:
+                if error.code not in RETRIED_STATUSES or attempt == API_RETRIES:
+                    raise
+            time.sleep(min(2.0**attempt, 10.0))
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def stop(self) -> None:
+        """The worker first (it reports its stop to the server), then the server; each by its
+        process group, SIGKILL after STOP_SECONDS."""
         for process in reversed(self.processes):
             if process.poll() is None:
                 os.killpg(process.pid, signal.SIGTERM)
-        deadline = time.monotonic() + 20
-        for process in reversed(self.processes):
             try:
-                process.wait(timeout=max(0.1, deadline - time.monotonic()))
+                process.wait(timeout=STOP_SECONDS)
             except subprocess.TimeoutExpired:
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait()

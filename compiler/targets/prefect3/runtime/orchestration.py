@@ -13,6 +13,7 @@ import inspect
 import json
 import os
 import threading
+import time
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, TypeVar
 from uuid import UUID
 
@@ -35,6 +36,9 @@ T = TypeVar("T")
 POLL_SECONDS = float(os.environ.get("FLOWC_POLL_SECONDS", "1"))
 # Keys tried for one child before giving up: the run key, then one more per failed run.
 MAX_KEYS = 1000
+# How long a finished child's task runs may take to appear (3.x records them from events, after
+# the child's own state); 2.14 writes them before the child ends.
+RESULT_WAIT_SECONDS = float(os.environ.get("FLOWC_RESULT_WAIT_SECONDS", "120"))
 
 
 class ChildFailed(RuntimeError):
@@ -171,12 +175,21 @@ def finished(child: FlowRun, timeout: Optional[float]) -> ChildRun:
 
 @task(name="task_result")
 def task_result(child: ChildRun, task_name: str) -> Any:
-    """The persisted result of the child run's task named `task_name` (run exactly once)."""
-    task_runs = _client_call(
-        "read_task_runs", flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[UUID(child["id"])]))
-    )
-    matching = [run for run in task_runs if _task_name_of(run.name) == task_name]
-    completed = [run for run in matching if run.state is not None and run.state.is_completed()]
+    """The persisted result of the child run's task named `task_name` (run exactly once).
+
+    Prefect 3 records task runs from the events the child sends, so they may appear a little
+    after the child has completed: their absence is waited out for RESULT_WAIT_SECONDS.
+    """
+    deadline = time.monotonic() + RESULT_WAIT_SECONDS
+    while True:
+        task_runs = _client_call(
+            "read_task_runs", flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[UUID(child["id"])]))
+        )
+        matching = [run for run in task_runs if _task_name_of(run.name) == task_name]
+        completed = [run for run in matching if run.state is not None and run.state.is_completed()]
+        if completed or time.monotonic() > deadline:
+            break
+        time.sleep(POLL_SECONDS)
     if len(completed) != 1:
         names = sorted({_task_name_of(run.name) for run in task_runs})
         what = "no completed run" if not completed else f"{len(completed)} completed runs"
