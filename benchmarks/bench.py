@@ -320,7 +320,7 @@ class Cases:
             from compiler.output import load_lock
             from compiler.compile import spec_digest, lock_entries
             from compiler.spec import parse_spec
-            from compiler.plan import build_plan
+            from compiler.planner import build_plan
             from compiler.targets import common
             from compiler.targets.prefect1 import render
             project = find_project()

@@ -49,7 +49,7 @@ def compile_spec(
     `default_target` is the project's `[tool.flowc] target`, which a spec's `target:` overrides.
     """
     from compiler import targets
-    from compiler.plan import build_plan
+    from compiler.planner import build_plan
     from compiler.spec import parse_spec
 
     _check_spec_path(spec_path)
@@ -156,7 +156,7 @@ def _compile_shared(spec: tuple[str, str]) -> Compiled:
 def compile_plan(text: str, spec_path: str, lock: Lock, default_target: str = DEFAULT_TARGET) -> Plan:
     """The validated plan of one spec (same checks as compile_spec, without rendering)."""
     from compiler import targets
-    from compiler.plan import build_plan
+    from compiler.planner import build_plan
     from compiler.spec import parse_spec
 
     _check_spec_path(spec_path)

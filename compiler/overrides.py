@@ -24,10 +24,10 @@ _NULLS = frozenset({"~", "null", "Null", "NULL"})
 def parse_value(raw: str) -> Any:
     """A `-p` value as YAML reads it (`1000` int, `true` bool, `[1, 2]` list, `''` empty string).
 
-    Read like a spec (compiler.spec.load_yaml: the same size, nesting and alias bounds, no
+    Read like a spec (compiler.sourcemap.load_yaml: the same size, nesting and alias bounds, no
     duplicate keys, no tags, no dates), then held to the values policy; ValueError says why not.
     """
-    from compiler.spec import load_yaml
+    from compiler.sourcemap import load_yaml
 
     stripped = raw.strip()
     if _EXPONENT_FLOAT.match(stripped):

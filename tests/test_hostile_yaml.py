@@ -33,7 +33,8 @@ THIS_TREE = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO)
 CORPUS = corpus()
 LOCK = Lock(path="specs/flows.lock.yaml")
 ERROR_LINE = re.compile(r"^specs/hostile\.yaml:(\d+):(\d+): error: (.+)$")
-# Generous for a loaded 2-core CI machine; measured values are in README.md (Hostile input).
+# Of CPU time (wall time on a loaded 2-core machine measures the neighbours): a bound that catches
+# a quadratic path, not a benchmark; measured values are in README.md (Hostile input).
 MAX_SECONDS = 30.0
 MAX_RSS_MB = 400
 
@@ -47,9 +48,9 @@ def _compile_error(text: str, spec_path: str = "specs/hostile.yaml") -> CompileE
 @pytest.mark.parametrize("name", list(CORPUS))
 def test_hostile_spec_is_one_clear_error_in_process(name: str) -> None:
     hostile = CORPUS[name]
-    started = time.perf_counter()
+    started = time.process_time()
     error = _compile_error(hostile.text)
-    elapsed = time.perf_counter() - started
+    elapsed = time.process_time() - started
     assert any(hostile.message in d.message for d in error.diagnostics), error
     assert len(error.diagnostics) <= 101
     lines = hostile.text.count("\n") + 1
@@ -61,10 +62,9 @@ def test_hostile_spec_is_one_clear_error_in_process(name: str) -> None:
 
 
 def _run_measured(command: list[str], cwd: Path) -> tuple[int, str, float, float]:
-    """Exit code, output, wall seconds and peak RSS (MB) of one real process."""
+    """Exit code, output, CPU seconds and peak RSS (MB) of one real process."""
     log = cwd / "output.log"
     with log.open("w") as output:
-        started = time.perf_counter()
         process = subprocess.Popen(command, cwd=cwd, stdout=output, stderr=subprocess.STDOUT, env=THIS_TREE)
         watchdog = threading.Timer(120, process.kill)  # a hang fails the test instead of the run
         watchdog.start()
@@ -72,7 +72,7 @@ def _run_measured(command: list[str], cwd: Path) -> tuple[int, str, float, float
             _, status, usage = os.wait4(process.pid, 0)
         finally:
             watchdog.cancel()
-        elapsed = time.perf_counter() - started
+    elapsed = usage.ru_utime + usage.ru_stime
     process.returncode = os.waitstatus_to_exitcode(status)
     return process.returncode, log.read_text(), elapsed, usage.ru_maxrss / 1024
 
