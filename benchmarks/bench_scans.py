@@ -17,6 +17,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from datetime import datetime
 from pathlib import Path
 
 import yaml
@@ -76,12 +77,15 @@ def make_project(root: Path, points: int) -> Path:
     return root
 
 
-def timed(command: list[str], cwd: Path, env: dict[str, str]) -> float:
+def timed(command: list[str], cwd: Path, env: dict[str, str], keep: Path | None = None) -> float:
+    """Seconds the command took; its stdout goes to `keep` when given."""
     started = time.perf_counter()
     done = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True)
     elapsed = time.perf_counter() - started
     if done.returncode != 0:
-        raise SystemExit(f"{' '.join(command)} failed ({done.returncode}):\n{done.stdout}\n{done.stderr[-3000:]}")
+        raise SystemExit(f"{' '.join(command)} failed ({done.returncode}):\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
+    if keep is not None:
+        keep.write_text(done.stdout)
     return elapsed
 
 
@@ -104,7 +108,7 @@ def bench(points: int, skip_run: bool) -> dict[str, float]:
     root = make_project(Path(tempfile.mkdtemp(prefix="flowc-bench-scans-")) / "p", points)
     env = {**os.environ, "PYTHONPATH": str(root), "SCAN_BENCH_LOG": str(root / "run.log")}
     env["FLOWC_RESULTS_DB"] = f"sqlite:///{root / 'results.db'}"
-    row: dict[str, float] = {"points": points}
+    row: dict[str, float] = {"points": points, "load_1min": os.getloadavg()[0]}
     timed([*FLOWC, "lock"], root, env)
     row["generate_s"] = timed([*FLOWC, "generate"], root, env)
     flow_py = root / "generated" / f"scan{points}" / "flow.py"
@@ -113,7 +117,13 @@ def bench(points: int, skip_run: bool) -> dict[str, float]:
     if skip_run:
         return row
     started = time.time()
-    row["flowc_run_s"] = timed([*FLOWC, "run", f"specs/scan{points}.yaml", "--json"], root, env)
+    row["flowc_run_s"] = timed([*FLOWC, "run", f"specs/scan{points}.yaml", "--json"], root, env, root / "run.json")
+    report = json.loads((root / "run.json").read_text())
+    entries = [c for c in report["children"] if c["point_index"] is not None]
+    assert report["ok"] and len(entries) == 2 * points, (report["state"], len(entries))
+    # From the run's start in flowc (after the checks, before flow.py is loaded) to the first child.
+    first = min(datetime.fromisoformat(c["started_at"]) for c in report["children"] if c["started_at"])
+    row["first_child_in_run_s"] = (first - datetime.fromisoformat(report["started_at"])).total_seconds()
     starts = [json.loads(line)["at"] for line in (root / "run.log").read_text().splitlines()]
     assert len(starts) == 2 * points + 1, len(starts)
     row["to_first_child_s"] = min(starts) - started
@@ -123,6 +133,7 @@ def bench(points: int, skip_run: bool) -> dict[str, float]:
     row["ratio"] = row["flowc_run_s"] / row["by_hand_s"]
     row["run_per_point_ms"] = 1000 * row["flowc_run_s"] / points
     row["by_hand_per_point_ms"] = 1000 * row["by_hand_s"] / points
+    row["overhead_per_point_ms"] = row["run_per_point_ms"] - row["by_hand_per_point_ms"]
     return row
 
 
