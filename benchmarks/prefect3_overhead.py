@@ -7,6 +7,11 @@ polling every second), deploys the example children and generated/fan_in3/, then
 (1) the fan_in3 composite, four children through run_deployment, from the flow run's creation to
 its end, and (2) the same four child flows called one after another in one process of the same
 interpreter against the same server, passing the values by hand. Prints one JSON object.
+
+Where a composite run's time goes, from the server's own timestamps (the best run's): the
+composite's start (created -> Running: the worker's poll, a new process, `import prefect`), each
+child's start the same way (`child_start_s`, one per child) and each child's running time
+(`child_run_s`); `import_prefect_s` is `import prefect` alone in a fresh process.
 """
 
 from __future__ import annotations
@@ -19,7 +24,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -68,26 +75,56 @@ def main() -> None:
         server.deploy(*requests)
         timings["deploy_3_s"] = round(time.monotonic() - start, 1)
         deployment = server.api("GET", "/deployments/name/fan_in3/fan_in3")
-        composite = []
+        composite: list[float] = []
+        breakdowns: list[dict[str, Any]] = []
         for _ in range(options.repeat):
             start = time.monotonic()
             run = server.api("POST", f"/deployments/{deployment['id']}/create_flow_run", {})
-            while server.api("GET", f"/flow_runs/{run['id']}")["state"]["type"] not in ("COMPLETED", "FAILED", "CRASHED"):
+            while _state(server, run["id"]) not in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED"):
                 time.sleep(0.2)
             composite.append(round(time.monotonic() - start, 2))
-            assert server.api("GET", f"/flow_runs/{run['id']}")["state"]["type"] == "COMPLETED"
+            assert _state(server, run["id"]) == "COMPLETED", server.api("GET", f"/flow_runs/{run['id']}")["state"]
+            breakdowns.append(_breakdown(server, run["id"]))
         direct = []
         for _ in range(options.repeat):
             done = subprocess.run([options.python, "-c", DIRECT], env=server.env, cwd=REPO, capture_output=True, text=True, check=True)
             direct.append(round(float(done.stdout.strip().splitlines()[-1]), 2))
+        done = subprocess.run(
+            [options.python, "-c", "import time; t = time.monotonic(); import prefect; print(time.monotonic() - t)"],
+            env=server.env, cwd=REPO, capture_output=True, text=True, check=True,
+        )
+        timings["import_prefect_s"] = round(float(done.stdout.strip().splitlines()[-1]), 2)
         timings["composite_s"] = composite
         timings["direct_s"] = direct
         best_composite, best_direct = min(composite), min(direct)
         timings["overhead_per_child_s"] = round((best_composite - best_direct) / 4, 2)
+        timings.update(breakdowns[composite.index(best_composite)])
     finally:
         server.stop()
         shutil.rmtree(scratch, ignore_errors=True)
     print(json.dumps(timings))
+
+
+def _state(server: PrefectServer, flow_run_id: str) -> str | None:
+    state = server.api("GET", f"/flow_runs/{flow_run_id}")["state"]
+    return state["type"] if state else None
+
+
+def _seconds(run: dict[str, Any], since: str, until: str) -> float | None:
+    if not run.get(since) or not run.get(until):
+        return None
+    return round((datetime.fromisoformat(run[until]) - datetime.fromisoformat(run[since])).total_seconds(), 2)
+
+
+def _breakdown(server: PrefectServer, flow_run_id: str) -> dict[str, Any]:
+    """The composite's and each child's start latency and running time, as the server recorded them."""
+    composite = server.api("GET", f"/flow_runs/{flow_run_id}")
+    children = [server.api("GET", f"/flow_runs/{child['id']}") for child in server.probe(flow_run_id)["children"]]
+    return {
+        "composite_start_s": _seconds(composite, "created", "start_time"),
+        "child_start_s": [_seconds(child, "created", "start_time") for child in children],
+        "child_run_s": [_seconds(child, "start_time", "end_time") for child in children],
+    }
 
 
 if __name__ == "__main__":
