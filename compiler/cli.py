@@ -379,13 +379,19 @@ def schema() -> None:
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the run summary as one JSON object.")
 @click.option("--timeout", "timeout", metavar="DURATION", help="Stop the whole run after this long (45, 30s, 5m, 2h).")
-def run(spec: str, params: tuple[str, ...], as_json: bool, timeout: str | None) -> None:
+@click.option(
+    "--resume/--fresh", "resume", default=False,
+    help="--resume: reuse every child whose run key has a successful record under .flowc/runs/, and run "
+    "the rest; --fresh (the default): run every child.",
+)
+def run(spec: str, params: tuple[str, ...], as_json: bool, timeout: str | None, resume: bool) -> None:
     """Run SPEC's generated flow on this machine, each child flow in a process of its own.
 
     \b
     Examples:
       flowc run specs/pipeline.yaml
       flowc run specs/pipeline.yaml -p produce-n=5 --timeout 2h
+      flowc run specs/pipeline.yaml --resume
       flowc run specs/pipeline.yaml --json | jq .state
     Exit codes: 0 every child succeeded; 1 a child failed, or the spec or generated flow is
     stale or wrong; 2 usage errors; 130/143 interrupted.
@@ -412,7 +418,7 @@ def run(spec: str, params: tuple[str, ...], as_json: bool, timeout: str | None) 
         from compiler.targets.prefect3.local import run_command as run_prefect3
 
         sys.exit(run_prefect3(project, Path(spec), params, as_json))
-    sys.exit(run_command(project, Path(spec), params, as_json, timeout_s))
+    sys.exit(run_command(project, Path(spec), params, as_json, timeout_s, resume=resume))
 
 
 @main.command()

@@ -38,6 +38,7 @@ MODULE_NAMES = frozenset(
         "wait_for_flow_run",
         "get_task_run_result",
         "load_db_result",
+        "run_child_flow",
         "unmapped",
         "scan_points",
         "point_names",

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from prefect.tasks.prefect import create_flow_run, wait_for_flow_run
 
+from compiler.runtime import run_child_flow
 from tests.helpers import PREFECT1_SPECS, REPO
 
 LOCK = yaml.safe_load((REPO / "specs" / "flows.lock.yaml").read_text())["flows"]
@@ -88,10 +88,10 @@ def tasks_running(flow, prefect_task) -> list:
 
 
 def runs_and_waits(flow) -> tuple[dict, dict]:
-    """create_flow_run and wait_for_flow_run tasks, by step alias (named 'run <alias>' / 'wait for <alias>')."""
-    runs = {t.name.removeprefix("run "): t for t in tasks_running(flow, create_flow_run)}
-    waits = {t.name.removeprefix("wait for "): t for t in tasks_running(flow, wait_for_flow_run)}
-    return runs, waits
+    """The run_child_flow tasks by step alias (named 'run <alias>'), twice: each one both starts
+    its child and ends when the child run ends."""
+    runs = {t.name.removeprefix("run "): t for t in tasks_running(flow, run_child_flow)}
+    return runs, runs
 
 
 def test_flow_is_named_for_the_spec_and_has_the_composite_parameters(compiled) -> None:
@@ -102,9 +102,8 @@ def test_flow_is_named_for_the_spec_and_has_the_composite_parameters(compiled) -
 
 def test_one_flow_run_per_composing_flow(compiled) -> None:
     spec, flow = compiled
-    creates = tasks_running(flow, create_flow_run)
-    waits = tasks_running(flow, wait_for_flow_run)
-    assert len(creates) == len(waits) == len(spec["composing_flows"])
+    creates = tasks_running(flow, run_child_flow)
+    assert len(creates) == len(spec["composing_flows"])
     runs, _ = runs_and_waits(flow)
     assert set(runs) == {step_name(f) for f in spec["composing_flows"]}
     by_step = {step_name(f): f for f in spec["composing_flows"]}
@@ -112,6 +111,9 @@ def test_one_flow_run_per_composing_flow(compiled) -> None:
         constants = flow.constants[task]
         assert constants["flow_name"] == by_step[alias]["name"]
         assert constants["project_name"] == by_step[alias]["project_name"]
+        assert constants["step"] == alias
+        assert constants.get("retries", 0) == by_step[alias].get("retries", 0)
+        assert constants.get("labels") == by_step[alias].get("labels")
 
 
 def test_each_child_waits_for_every_parent_it_maps_from(compiled) -> None:

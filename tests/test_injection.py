@@ -308,7 +308,7 @@ def test_the_reference_spec_uses_every_kind_of_value() -> None:
     files = reference("parameter default")
     shape = python_shape(files["clean/flow.py"])
     assert shape["undefined names"] == []
-    assert {"create_flow_run", "wait_for_flow_run", "get_task_run_result", "load_db_result", "Parameter"} <= set(shape["calls"])
+    assert {"run_child_flow", "get_task_run_result", "load_db_result", "Parameter"} <= set(shape["calls"])
     assert dockerfile_instructions(files["clean/Dockerfile"]) == ["FROM", "COPY", "RUN", "COPY", "RUN", "LABEL"]
 
 

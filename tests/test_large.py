@@ -30,14 +30,13 @@ from prefect import Flow, Task
 from prefect.core.edge import Edge
 from prefect.executors import LocalDaskExecutor
 from prefect.serialization.flow import FlowSchema
-from prefect.tasks.prefect import create_flow_run, wait_for_flow_run
 from prefect.utilities.serialization import from_qualified_name
 
 import compiler.runtime
 from compiler.compile import compile_spec
 from compiler.diagnostics import CompileError
 from compiler.lock import FlowInterface, Lock, ParameterInterface, TaskInterface
-from compiler.runtime import IndexedFlow, LocalThreadExecutor
+from compiler.runtime import IndexedFlow, LocalThreadExecutor, run_child_flow
 from tests.helpers import PREFECT1_SPECS, REPO
 
 SMALL = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -151,13 +150,13 @@ def generated_flow_py(spec_text: str) -> str:
 
 
 def step_edges(flow: Flow) -> dict[str, set[str]]:
-    """step -> the steps whose `wait for` task its `run` task waits on, read from the graph."""
-    run_fn, wait_fn = create_flow_run.run, wait_for_flow_run.run
+    """step -> the steps whose `run` task (which ends when its child run ends) its own `run`
+    task waits on, read from the graph."""
+    run_fn = run_child_flow.run
     runs = {t: t.name.removeprefix("run ") for t in flow.tasks if getattr(t, "run", None) is run_fn}
-    waits = {t: t.name.removeprefix("wait for ") for t in flow.tasks if getattr(t, "run", None) is wait_fn}
     found: dict[str, set[str]] = {alias: set() for alias in runs.values()}
     for run_task, alias in runs.items():
-        found[alias] = {waits[e.upstream_task] for e in flow.edges_to(run_task) if e.upstream_task in waits}
+        found[alias] = {runs[e.upstream_task] for e in flow.edges_to(run_task) if e.upstream_task in runs}
     return found
 
 
@@ -452,7 +451,7 @@ def test_a_long_chain_validates_and_serializes_in_linear_time() -> None:
 
 def test_generated_module_runs_with_prefects_runner_from_the_sorted_order() -> None:
     """The FlowRunner walks `sorted_tasks()` and `edges_to()`: a generated flow's run on the
-    indexed path, with its own executor, reaches every create_flow_run with its parameters."""
+    indexed path, with its own executor, reaches every run_child_flow with its parameters."""
     flow = load_flow(generated_flow_py(chain_spec(4)))
     started = stub_backend(flow)
     state = flow.run()
@@ -487,17 +486,14 @@ class RecordingExecutor(LocalThreadExecutor):
 def stub_backend(flow: Flow) -> list[tuple[str, dict]]:
     """Stand-ins for the Prefect Server (which cannot run here) behind the orchestration tasks."""
     started: list[tuple[str, dict]] = []
-    run_fn, wait_fn = create_flow_run.run, wait_for_flow_run.run
     for task in flow.tasks:
-        if getattr(task, "run", None) is run_fn:
+        if getattr(task, "run", None) is run_child_flow.run:
 
-            def fake_create(flow_name=None, project_name="", parameters=None, _name=task.name, **_: Any) -> str:
+            def fake_run(flow_name=None, project_name="", parameters=None, _name=task.name, **_: Any) -> str:
                 started.append((_name, dict(parameters or {})))
                 return f"id-{_name}"
 
-            task.run = fake_create  # type: ignore[method-assign]
-        elif getattr(task, "run", None) is wait_fn:
-            task.run = lambda flow_run_id, **_: flow_run_id  # type: ignore[method-assign]
+            task.run = fake_run  # type: ignore[method-assign]
         elif task.name == "get_task_run_result":
             task.run = lambda flow_run_id, task_slug, **_: f"{flow_run_id}:{task_slug}"  # type: ignore[method-assign]
     return started
@@ -518,7 +514,7 @@ def test_one_thread_runs_tasks_in_sorted_order_so_the_first_child_starts_first()
 
 
 def test_independent_tasks_all_run_at_once_beyond_the_core_count() -> None:
-    """40 tasks that each block until all 40 are running (as 40 `wait_for_flow_run`s block on
+    """40 tasks that each block until all 40 are running (as 40 `run_child_flow`s block on
     their children): threads are started as tasks become ready, so none is left queued."""
     width = 40
     barrier = threading.Barrier(width, timeout=20)

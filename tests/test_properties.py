@@ -29,6 +29,7 @@ from compiler.cli import main
 from compiler.compile import compile_spec
 from compiler.diagnostics import CompileError
 from compiler.lock import FlowInterface, Lock, ParameterInterface, TaskInterface, render_lock
+from compiler.runtime import run_child_flow
 from compiler.targets.common import BLACK_MODE_ARGS
 
 REPO = Path(__file__).resolve().parents[1]
@@ -218,20 +219,19 @@ def ancestors(task: Task, parents: dict[Task, set[Task]], stop: set[Task] = froz
     return seen
 
 
-def flow_graph(flow: Flow, aliases: list[str]) -> tuple[dict[str, set[str]], dict[str, set[str]], dict[str, Task], dict[str, Task]]:
+def flow_graph(flow: Flow, aliases: list[str]) -> tuple[dict[str, set[str]], dict[str, set[str]], dict[str, Task]]:
     """The step graph as the flow holds it.
 
-    For each step's `create_flow_run` task: its *direct* parent steps are those whose
-    `create_flow_run` is reached walking upstream without passing through another step's
-    `create_flow_run`; its *transitive* parents are all steps whose `create_flow_run` is upstream.
+    For each step's `run_child_flow` task (it ends when its child run has ended): its *direct*
+    parent steps are those whose `run_child_flow` is reached walking upstream without passing
+    through another step's; its *transitive* parents are all steps whose `run_child_flow` is upstream.
     """
     runs = {alias: _one(flow, f"run {alias}") for alias in aliases}
-    waits = {alias: _one(flow, f"wait for {alias}") for alias in aliases}
     step_of = {task: alias for alias, task in runs.items()}
     parents = upstream_map(flow)
     direct = {alias: {step_of[t] for t in ancestors(runs[alias], parents, stop=set(step_of)) if t in step_of} for alias in aliases}
     transitive = {alias: {step_of[t] for t in ancestors(runs[alias], parents) if t in step_of} for alias in aliases}
-    return direct, transitive, runs, waits
+    return direct, transitive, runs
 
 
 def _one(flow: Flow, name: str) -> Task:
@@ -265,17 +265,18 @@ def test_a_random_valid_spec_builds_a_flow_whose_edges_are_the_spec_dag(case: tu
     assert_black_fixpoint(files[f"{spec['name']}/flow.py"])
     flow = load_flow(files[f"{spec['name']}/flow.py"])
     assert flow.name == spec["name"]
-    direct, transitive, runs, waits = flow_graph(flow, list(dag))
+    direct, transitive, runs = flow_graph(flow, list(dag))
     assert direct == dag
     assert transitive == closure(dag)
     parents = upstream_map(flow)
     by_alias = {step["alias"]: step for step in spec["composing_flows"]}
     for alias, step in by_alias.items():
         run_ancestors = ancestors(runs[alias], parents)
-        # A child starts only after each parent's run has finished (and succeeded: raise_final_state).
+        # A child starts only after each parent's run has finished, and succeeded: run_child_flow
+        # fails unless its child run (or a retry of it) succeeded.
         for parent in dag[alias]:
-            assert waits[parent] in run_ancestors
-            assert flow.constants[waits[parent]].get("raise_final_state") is True
+            assert runs[parent] in run_ancestors
+            assert runs[parent].run is run_child_flow.run
         assert_mapped_values_reach_the_child(flow, parents, runs, alias, by_alias)
         assert_unmapped_parameters_are_composite(flow, alias, step)
 

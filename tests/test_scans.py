@@ -82,7 +82,7 @@ def test_generated_module_is_the_same_for_6_and_1000_points_but_the_lists(lock) 
     small_py, large_py = small["impact_scan/flow.py"], large["impact_scan/flow.py"]
     assert "1000 by default" in large_py and "6 by default" in small_py
     assert _without_scan_literals(small_py) == _without_scan_literals(large_py)
-    assert large_py.count("create_flow_run") == small_py.count("create_flow_run") == 5  # import + 4 steps
+    assert large_py.count("run_child_flow") == small_py.count("run_child_flow") == 5  # import + 4 steps
 
 
 def _load_flow(path: Path, name: str):  # noqa: ANN202 - prefect.Flow
@@ -93,7 +93,7 @@ def _load_flow(path: Path, name: str):  # noqa: ANN202 - prefect.Flow
     return module.flow
 
 
-def test_serialized_flow_has_one_mapped_create_flow_run_per_per_point_step(tmp_path: Path) -> None:
+def test_serialized_flow_has_one_mapped_run_child_flow_per_per_point_step(tmp_path: Path) -> None:
     flow = _load_flow(REPO / "generated" / "impact_scan" / "flow.py", "impact_scan_flow")
     serialized = flow.serialize()
     tasks = {task["slug"]: task for task in serialized["tasks"]}
@@ -104,8 +104,8 @@ def test_serialized_flow_has_one_mapped_create_flow_run_per_per_point_step(tmp_p
         slug: {edge["key"] for edge in serialized["edges"] if edge["downstream_task"]["slug"] == slug and edge["mapped"]}
         for slug in runs.values()
     }
-    assert mapped_into[runs["run impact"]] == {"parameters", "run_name"}
-    assert mapped_into[runs["run analysis"]] == {"parameters", "run_name", None}  # + the point's upstream wait
+    assert mapped_into[runs["run impact"]] == {"parameters", "run_name", "point"}
+    assert mapped_into[runs["run analysis"]] == {"parameters", "run_name", "point", None}  # + the point's upstream run
     assert mapped_into[runs["run distgen"]] == mapped_into[runs["run summary"]] == set()
     assert len(tasks) == len(serialized["tasks"])
 
@@ -172,3 +172,40 @@ def test_scan_slots_bound_live_points_without_deadlock_on_few_threads() -> None:
     assert result[0].is_successful()
     assert peak[0] == 2 and alive[0] == 0
     assert order == list(range(100))
+
+
+def test_scan_slots_bound_points_whose_one_task_holds_its_slot_until_it_ends() -> None:
+    """As a generated flow uses them: both handlers on one mapped task (run_child_flow, which
+    lives as long as its child runs), two slots, 60 points: never more than two alive."""
+    from prefect import Flow, task
+
+    from compiler.runtime import LocalThreadExecutor, ScanSlots
+
+    alive, peak, lock = [0], [0], threading.Lock()
+
+    @task
+    def child_runs(point: int) -> int:
+        with lock:
+            alive[0] += 1
+            peak[0] = max(peak[0], alive[0])
+        time.sleep(0.002)
+        with lock:
+            alive[0] -= 1
+        if point == 7:
+            raise ValueError("a failed point gives its slot back too")
+        return point
+
+    slots = ScanSlots(2)
+    with Flow("bounded_once", executor=LocalThreadExecutor(max_workers=4)) as flow:
+        child_runs.map(list(range(60)), task_args={"state_handlers": [slots.acquire, slots.release]})
+    done = threading.Event()
+    result: list = []
+
+    def run() -> None:
+        result.append(flow.run())
+        done.set()
+
+    threading.Thread(target=run, daemon=True).start()
+    assert done.wait(120), "ScanSlots deadlocked the executor"
+    assert result[0].is_failed()  # point 7
+    assert peak[0] == 2 and alive[0] == 0

@@ -1,7 +1,12 @@
-"""The local backend of `flowc run`: Prefect's three orchestration tasks, each child in a process.
+"""The local backend of `flowc run`: the orchestration tasks, each child in a process.
 
 `ProcessBackend.installed(flow)` swaps, for one run, the run function of the orchestrator's
-`create_flow_run`, `wait_for_flow_run` and `get_task_run_result` copies (compiler.runtime.local):
+`run_child_flow` (what generated flows use), `create_flow_run`, `wait_for_flow_run` and
+`get_task_run_result` copies (compiler.runtime.local):
+- `run_child_flow` keeps its own logic (compiler.runtime.children: a new child run per retry,
+  attempt-suffixed idempotency keys, the timeout) over `_ProcessChildRuns`; under `--resume`
+  a first attempt whose run key has a successful record, and whose upstream steps were all
+  reused too, is answered by that record (compiler.local.records), and nothing starts.
 - `create_flow_run` finds the step (by project and name; a name alone when it is unique),
   writes the parameters beside the run's logs and starts the child through the `Supervisor`,
   returning a `local-<uuid>` run id at once, as a server does while an agent deploys the run.
@@ -17,18 +22,19 @@ private channel; they are answered here, so its children are supervised like eve
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import pickle
 import socket
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Protocol
 
 import prefect
 from prefect.engine.signals import signal_from_state
@@ -37,6 +43,8 @@ from prefect.engine.state import State
 from compiler.local.results import load_result
 from compiler.local.supervise import ChildProcess, LaunchError, Supervisor
 from compiler.runtime.child import bounded
+from compiler.local.childruns import ProcessChildRuns, upstream_ids
+from compiler.runtime.children import ChildRequest, child_request, run_child
 from compiler.runtime.local import (
     LOCAL_RUN_PREFIX,
     ChildFlowNotFound,
@@ -50,6 +58,7 @@ from compiler.runtime.local import (
 )
 
 if TYPE_CHECKING:
+    from compiler.local.records import ChildRecord
     from compiler.plan import Plan, Step
 
 
@@ -70,11 +79,24 @@ class ChildRun:
     state_name: str | None = None
     message: str | None = None
     detail: str | None = None  # why it failed, in one line
+    labels: list[str] | None = None  # as the run was created with them (None: the flow's own)
+    key: str | None = None  # its run key (compiler.keys), when run_child_flow started it
+    attempt: int = 0  # 0 for a step's first run, n for its n-th retry
+    point: dict[str, Any] | None = None  # its scan point, if any
+    report_file: str | None = None  # where the child writes its report
+    upstream: dict[str, list[str]] = field(default_factory=dict)  # parent step -> its runs' ids
+    fixed: str | None = None  # digest of its parameters not mapped from other steps
+    reused: ChildRecord | None = None  # `--resume`: the earlier successful run standing in for it
     done: threading.Event = field(default_factory=threading.Event, repr=False)
 
     @property
     def project_name(self) -> str:
         return self.step.project_name
+
+    @property
+    def record_id(self) -> str:
+        """The child run whose results this one carries: itself, or the one it reused."""
+        return self.reused.child_run_id if self.reused is not None else self.run_id
 
     @property
     def flow_name(self) -> str:
@@ -123,8 +145,10 @@ class ProcessBackend:
         root: Path,
         composite_run_id: str,
         listener: RunListener | None = None,
+        reuse: Mapping[str, ChildRecord] | None = None,
     ) -> None:
         self.plan = plan
+        self.reuse = dict(reuse or {})  # run key -> its latest successful record (`--resume`)
         self.spec_display = spec_display
         self.supervisor = supervisor
         self.root = root
@@ -147,6 +171,7 @@ class ProcessBackend:
         swapped: Swapped = swap_orchestration(
             flow,
             {
+                "run_child_flow": self.run_child_flow,
                 "create_flow_run": self.create_flow_run,
                 "wait_for_flow_run": self.wait_for_flow_run,
                 "get_task_run_result": self.get_task_run_result,
@@ -194,7 +219,26 @@ class ProcessBackend:
             )
         return found[0]
 
-    # The three tasks --------------------------------------------------------------------------
+    # The orchestration tasks ------------------------------------------------------------------
+
+    def run_child_flow(
+        self,
+        flow_name: str,
+        project_name: str,
+        parameters: dict | None = None,
+        step: str | None = None,
+        labels: list | None = None,
+        retries: int = 0,
+        retry_delay: float = 0.0,
+        timeout: float | None = None,
+        point: dict | None = None,
+        run_name: str | None = None,
+    ) -> str:
+        """The generated flow's child task: its own retry and timeout logic, against this backend."""
+        request = child_request(
+            flow_name, project_name, parameters, step, labels, retries, retry_delay, timeout, point, run_name
+        )
+        return run_child(ProcessChildRuns(self), request)
 
     def create_flow_run(
         self,
@@ -227,6 +271,7 @@ class ProcessBackend:
             task_name=prefect.context.get("task_name"),
             delay_s=delay,
             map_index=prefect.context.get("map_index"),
+            labels=None if labels is None else [str(label) for label in labels],
         )
         task_logger().info(f"Created local flow run {run.run_name or run.run_id!r} for flow {run.flow_name!r}")
         return run.run_id
@@ -277,6 +322,8 @@ class ProcessBackend:
         task_name: str | None,
         delay_s: float | None = None,
         map_index: int | None = None,
+        labels: list[str] | None = None,
+        annotate: Callable[[ChildRun], None] | None = None,
     ) -> ChildRun:
         with self._lock:
             if idempotency_key and idempotency_key in self._by_idempotency_key:
@@ -300,7 +347,10 @@ class ProcessBackend:
             parent_run_id=parent.run_id if parent is not None else self.composite_run_id,
             task_name=task_name,
             point_index=point_index,
+            labels=labels,
         )
+        if annotate is not None:
+            annotate(run)
         with self._lock:
             self._runs[run.run_id] = run
             if idempotency_key:
@@ -316,6 +366,7 @@ class ProcessBackend:
     def _launch(self, run: ChildRun, parameters: dict[str, Any], context: dict[str, Any]) -> None:
         log_path = self.supervisor.log_path(run.label.replace(", ", ","))
         base = log_path.with_suffix("")
+        run.report_file = f"{base}.report.json"
         parameters_file = Path(f"{base}.parameters.pickle")
         with parameters_file.open("wb") as handle:
             pickle.dump(parameters, handle, protocol=4)
@@ -327,7 +378,7 @@ class ProcessBackend:
             "source": run.step.source,
             "root": str(self.root),
             "parameters_file": str(parameters_file),
-            "report_file": f"{base}.report.json",
+            "report_file": run.report_file,
             "context": _jsonable_context(context),
         }
         ours, theirs = socket.socketpair()
@@ -368,6 +419,56 @@ class ProcessBackend:
         finally:
             run.done.set()
             self._notify("run_finished", run)
+
+    # Resuming ---------------------------------------------------------------------------------
+
+    def reuse_run(self, request: ChildRequest, key: str, idempotency_key: str, record: ChildRecord) -> ChildRun | None:
+        """Stand the recorded run in for this one: its report and results, nothing started."""
+        report = record.report(self.root)
+        if report is None or not report.get("successful"):
+            return None  # its report is gone or unreadable: run it again
+        step = self.steps[request.step]
+        map_index = prefect.context.get("map_index")
+        point_index = int(map_index) if step.per_point and map_index is not None else None
+        run = ChildRun(
+            run_id=f"{LOCAL_RUN_PREFIX}{uuid.uuid4()}",
+            label=step.alias if point_index is None else point_label(step.alias, request.run_name, point_index),
+            point_index=point_index,
+            step=step,
+            run_name=request.run_name,
+            parameters={name: bounded(value) for name, value in request.parameters.items()},
+            parent_run_id=self.composite_run_id,
+            task_name=prefect.context.get("task_name"),
+            report=report,
+            state_name="Success",
+            message=f"reused run {record.composite_run_id} of {record.started_clock}",
+            labels=request.labels,
+            key=key,
+            point=request.point,
+            report_file=record.report_file,
+            upstream=upstream_ids(self, request),
+            fixed=record.fixed,
+            reused=record,
+        )
+        run.done.set()
+        with self._lock:
+            self._runs[run.run_id] = run
+            self._by_idempotency_key[idempotency_key] = run.run_id
+        self._notify("run_reused", run)
+        return run
+
+    @functools.cached_property
+    def steps(self) -> dict[str, Step]:
+        return {step.alias: step for step in self.plan.steps}
+
+    def run_for_idempotency_key(self, idempotency_key: str) -> ChildRun | None:
+        with self._lock:
+            run_id = self._by_idempotency_key.get(idempotency_key)
+            return None if run_id is None else self._runs[run_id]
+
+    def run(self, flow_run_id: str) -> ChildRun:
+        """The run `flow_run_id` of this composite (ValueError if it is none of its runs)."""
+        return self._run(flow_run_id)
 
     def _run(self, flow_run_id: str) -> ChildRun:
         with self._lock:
@@ -463,7 +564,7 @@ class ProcessBackend:
         raise ValueError(f"unknown request {op!r}")
 
     def _notify(self, event: str, run: ChildRun) -> None:
-        if self._listener is None:
+        if self._listener is None or not hasattr(self._listener, event):
             return
         try:
             getattr(self._listener, event)(run)

@@ -4,7 +4,9 @@ The orchestrator is `generated/<name>/flow.py` exactly as committed (compiler.lo
 run with `flow.run()` in flowc's process; only its three orchestration tasks talk to
 `ProcessBackend`, which starts each child from the project's child interpreter through the
 `Supervisor`. SIGINT and SIGTERM stop every child's process group and still print the summary
-(exit 130 / 143); `--timeout` bounds the whole run, a step's `timeout:` one child.
+(exit 130 / 143); `--timeout` bounds the whole run, a step's `timeout:` one child. Every run
+records its children in `.flowc/runs/<run-id>/record.json`; `--resume` reuses recorded successful
+runs by their run keys (compiler.local.records, resume, childruns).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from compiler.config import Project
 from compiler.diagnostics import CompileError, format_diagnostics
 from compiler.local.live import LiveProgress, live_line
 from compiler.local.prepare import PreparedRun, RunSetupError, load_generated_flow, prepare_run
+from compiler.local.resume import record_entries
 from compiler.local.summary import (
     NOT_RUN,
     Progress,
@@ -47,6 +50,7 @@ def run_command(
     params: tuple[str, ...],
     as_json: bool,
     timeout_s: float | None = None,
+    resume: bool = False,
 ) -> int:
     """`flowc run`: 0 when every flow succeeded, 1 when one failed or the run could not start,
     130 / 143 when interrupted. Usage errors in `-p` raise click.UsageError (2)."""
@@ -66,7 +70,7 @@ def run_command(
     progress = console.rich_stderr()
     watched = LiveProgress(progress, prepared.plan)
     with live_line(watched):
-        outcome = execute(prepared, watched, quiet_stdout=True, timeout_s=timeout_s)
+        outcome = execute(prepared, watched, quiet_stdout=True, timeout_s=timeout_s, resume=resume)
     summary = outcome.summary
     if as_json:
         sys.stdout.write(json.dumps(summary.as_json(), indent=2, default=repr) + "\n")
@@ -95,15 +99,29 @@ def execute(
     quiet_stdout: bool = False,
     timeout_s: float | None = None,
     run_id: str | None = None,
+    resume: bool = False,
 ) -> Outcome:
-    """Run the generated flow with Prefect's engine and the process backend; summarise it."""
-    from compiler.local.supervise import OutputSink, Supervisor, describe_duration
+    """Run the generated flow with Prefect's engine and the process backend; summarise it.
+
+    With `resume`, children whose run key has a successful record are reused; when all of them
+    can be, nothing is loaded or started (compiler.local.resume).
+    """
+    from compiler.local.records import RecordIndex, load_index
+    from compiler.local.resume import reuse_everything
 
     plan = prepared.plan
     project = prepared.project
     run_id = run_id or new_run_id()
-    run_dir = project.root / ".flowc" / "runs" / run_id
+    runs_dir = project.root / ".flowc" / "runs"
+    index = load_index(runs_dir) if resume else RecordIndex()
+    run_dir = runs_dir / run_id
     run_dir.mkdir(parents=True, exist_ok=True)
+    if resume:
+        everything = reuse_everything(prepared, index)
+        if everything is not None:
+            return _all_reused(prepared, progress, run_id, run_dir, everything)
+    from compiler.local.supervise import OutputSink, Supervisor, describe_duration
+
     # The child interpreter starts importing Prefect while this process loads the orchestrator.
     supervisor = Supervisor(project.python, run_dir, Path.cwd(), OutputSink(_child_stream(progress)))
     received: list[int] = []
@@ -140,8 +158,12 @@ def execute(
         from compiler.local.engine import LocalFlowRunner
 
         flow = load_generated_flow(prepared)
-        backend = ProcessBackend(plan, prepared.spec_display, supervisor, project.root, run_id, progress)
+        backend = ProcessBackend(
+            plan, prepared.spec_display, supervisor, project.root, run_id, progress, reuse=index.by_key
+        )
         progress.begin(prepared, run_id)
+        if resume:
+            progress.resuming(index, project.relative(runs_dir))
         with _prefect_logs_to_stderr(), (
             contextlib.redirect_stdout(sys.stderr) if quiet_stdout else contextlib.nullcontext()
         ):
@@ -172,6 +194,10 @@ def execute(
             signal.signal(sig, handler)
     duration = time.perf_counter() - started
     runs = backend.runs if backend is not None else []
+    if backend is not None:
+        _write_record(prepared, run_id, run_dir, started_at, record_entries(backend, project.root))
+        if resume and len(index) and runs and not any(run.reused is not None for run in runs):
+            progress.nothing_reused()
     children = summarize_children(plan, flow, state, runs, progress) if flow is not None else []
     for child in children:
         if child.log is not None:
@@ -210,6 +236,50 @@ def _child_stream(progress: Progress) -> IO[bytes] | None:
     """Where children's output goes: the live line's choice (compiler.local.live), else stderr."""
     chooser = getattr(progress, "child_stream", None)
     return chooser() if chooser is not None else None
+
+
+def _write_record(prepared: PreparedRun, run_id: str, run_dir: Path, started_at: datetime, children: list[Any]) -> None:
+    from compiler.local.records import write_record
+
+    write_record(
+        run_dir,
+        run_id=run_id,
+        spec=prepared.spec_display,
+        flow=prepared.plan.name,
+        started_at=started_at.isoformat(),
+        children=children,
+    )
+
+
+def _all_reused(prepared: PreparedRun, progress: Progress, run_id: str, run_dir: Path, reused: list[Any]) -> Outcome:
+    """`--resume` when every child has a successful record: nothing starts, the records answer."""
+    from compiler.local.resume import reused_summary
+
+    plan, project = prepared.plan, prepared.project
+    started_at = datetime.now(timezone.utc)
+    started = time.perf_counter()
+    progress.begin(prepared, run_id)
+    children = [reused_summary(item) for item in reused]
+    for item in reused:
+        progress.reused_line(item.step.alias, item.record)
+    _write_record(prepared, run_id, run_dir, started_at, [item.record.as_json() for item in reused])
+    summary = RunSummary(
+        run_id=run_id,
+        run_dir=project.relative(run_dir),
+        spec=prepared.spec_display,
+        flow=plan.name,
+        flow_file=prepared.flow_display,
+        flow_file_sha256=prepared.flow_sha256,
+        results_db=_safe_url(_results_db()),
+        state="Success",
+        ok=True,
+        started_at=started_at.isoformat(),
+        duration_s=time.perf_counter() - started,
+        message=f"all {len(children)} children reused from earlier runs (flowc run --resume)",
+        parameters=prepared.parameters,
+        children=children,
+    )
+    return Outcome(summary, None)
 
 
 @contextlib.contextmanager

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 
     from compiler.local.backend import ChildRun
     from compiler.local.prepare import PreparedRun
+    from compiler.local.records import ChildRecord, RecordIndex
     from compiler.plan import Plan, Step
 
 NOT_RUN = "not run"
@@ -60,6 +61,10 @@ class ChildSummary:
     @property
     def not_run(self) -> bool:
         return self.state == NOT_RUN
+    labels: list[str] | None = None  # the child run's labels (None: the child flow's own)
+    key: str | None = None  # its run key (compiler.keys)
+    attempts: int = 0  # child runs started for it (1 + the retries used; 0 when reused)
+    reused: dict[str, Any] | None = None  # `--resume`: {run_id, child_run_id, started_at} it reused
 
 
 @dataclass
@@ -116,6 +121,10 @@ class RunSummary:
                     "mapped": _jsonable(child.mapped),
                     "results": _jsonable(child.results),
                     "log": child.log,
+                    "labels": child.labels,
+                    "key": child.key,
+                    "attempts": child.attempts,
+                    "reused": child.reused,
                 }
                 for child in self.children
             ],
@@ -160,6 +169,7 @@ def summarize_children(
         run = step_runs[-1] if step_runs else None
         if run is not None:
             _fill_from_run(child, run, step)
+            child.attempts = 0 if run.reused is not None else sum(1 for r in step_runs if r.reused is None)
         elif step.per_point:
             child.reason = scans.points_failure(plan, step, flow, state)
             per_point[step.alias] = []
@@ -208,6 +218,8 @@ def _point_summaries(
         if run is not None:
             _fill_from_run(child, run, step)
             child.label = run.label
+            if run.reused is None:
+                child.attempts = sum(1 for r in runs if r.point_index == index and r.reused is None)
         else:
             child.run_name = point_name(step.alias, point)
             child.label = point_label(step.alias, child.run_name, index)
@@ -242,6 +254,11 @@ def _started_by(run: ChildRun, started_by: dict[str, list[ChildRun]], point_of: 
 
 def _fill_from_run(child: ChildSummary, run: ChildRun, step: Step | None) -> None:
     child.run_id = run.run_id
+    child.labels, child.key, child.attempts = run.labels, run.key, 1
+    if run.reused is not None:
+        from compiler.local.resume import reused_json
+
+        child.attempts, child.reused = 0, reused_json(run.reused)
     child.started_at = run.started_at.isoformat() if run.started_at else None
     child.duration_s = run.duration_s
     child.run_name = run.run_name
@@ -285,7 +302,7 @@ def _failed_tasks_upstream_of_step(step: Step, flow: prefect.Flow, state: Any) -
     creates = [
         t
         for t in flow.tasks
-        if orchestration_kind(t) == "create_flow_run" and _step_of_create(t, flow) == step.alias
+        if orchestration_kind(t) in ("run_child_flow", "create_flow_run") and _step_of_create(t, flow) == step.alias
     ]
     seen: set[Any] = set()
     pending = list(creates)
@@ -360,6 +377,32 @@ class Progress:
             detail = _abbreviate_text(run.detail or run.message or name, 160)
             self._line("[red]✘[/]", label, f"[red]{name}[/]    {took}: {_escape(detail)}")
 
+    def resuming(self, index: RecordIndex, runs_dir: str) -> None:
+        """`--resume`: what there is to reuse, said before anything runs."""
+        if not len(index):
+            self.console.print(
+                f"resume: nothing to resume: no successful child run is recorded under {runs_dir}/; "
+                "every child runs"
+            )
+            return
+        self.console.print(
+            f"resume: {len(index)} successful child run(s) recorded in {index.runs} run(s) under "
+            f"{runs_dir}/; a child whose run key has one is reused"
+        )
+
+    def nothing_reused(self) -> None:
+        self.console.print(
+            "resume: no child's run key matched a recorded successful run (a changed source, "
+            "parameter or upstream value changes the keys below it), so every child ran"
+        )
+
+    def run_reused(self, run: ChildRun) -> None:
+        if run.reused is not None:
+            self.reused_line(self.label(run), run.reused)
+
+    def reused_line(self, label: str, record: ChildRecord) -> None:
+        self._line("[blue]↺[/]", label, f"[blue]reused[/]    run {record.composite_run_id} of {record.started_clock}")
+
     def not_run(self, child: ChildSummary) -> None:
         label = short_label(child.label, child.alias, child.point_index)
         self._line("[yellow]○[/]", label, f"[yellow]{NOT_RUN}[/]   {_escape(child.reason or '')}")
@@ -384,10 +427,11 @@ def print_summary(console: Console, summary: RunSummary) -> None:
         child = group[0]
         colour = "green" if child.ok else ("yellow" if child.not_run else "red")
         received = "\n".join(f"{name}={_abbreviate(value)}" for name, value in child.mapped.items())
+        shown = child.state if child.reused is None else _reused_cell(child)
         table.add_row(
             _escape(child.label),
             child.flow,
-            f"[{colour}]{child.state}[/]",
+            f"[{colour}]{_escape(shown)}[/]",
             "" if child.duration_s is None else f"{child.duration_s:.2f}s",
             _escape(received or "-"),
         )
@@ -402,10 +446,22 @@ def print_summary(console: Console, summary: RunSummary) -> None:
     counts: dict[str, int] = {}
     for child in summary.children:
         key = "succeeded" if child.ok else (NOT_RUN if child.not_run else "failed")
+        if child.reused is not None:
+            key = "reused"
         counts[key] = counts.get(key, 0) + 1
-    tally = ", ".join(f"{counts[what]} {what}" for what in ("succeeded", "failed", NOT_RUN) if what in counts)
+    tally = ", ".join(
+        f"{counts[what]} {what}" for what in ("succeeded", "reused", "failed", NOT_RUN) if what in counts
+    )
     colour = "green" if summary.ok else "red"
     console.print(f"[{colour}]{summary.flow}: {summary.state}[/] in {summary.duration_s:.2f}s ({tally})")
+
+
+def _reused_cell(child: ChildSummary) -> str:
+    """`reused  run local-…569b36dd of 14:02`: the run whose directory under .flowc/runs/ has it."""
+    run_id = str((child.reused or {}).get("run_id") or "")
+    short = f"local-…{run_id[-8:]}" if run_id.startswith("local-") and len(run_id) > 20 else run_id
+    clock = (child.message or "").rpartition(" of ")[2]
+    return f"reused  run {short} of {clock}"
 
 
 _REPR = reprlib.Repr()

@@ -34,6 +34,7 @@ if TYPE_CHECKING:
         read_file,
         write_file,
     )
+    from compiler.runtime.children import run_child_flow
     from compiler.runtime.executor import LocalThreadExecutor
     from compiler.runtime.flow import IndexedFlow
     from compiler.runtime.results import (
@@ -88,6 +89,7 @@ _SUBMODULES = {
         "read_file",
         "write_file",
     ),
+    "children": ("run_child_flow",),
     "executor": ("LocalThreadExecutor",),
     "flow": ("IndexedFlow",),
     "results": (
@@ -179,6 +181,7 @@ __all__ = [
     "result_document",
     "results_db_url",
     "results_store",
+    "run_child_flow",
     "save_db_result",
     "save_file",
     "scan_points",

@@ -55,6 +55,7 @@ class ChildRequest:
     timeout_s: Optional[float] = None
     point: Optional[dict] = None
     scope: str = "local"
+    run_name: Optional[str] = None
 
 
 class ChildRuns(Protocol):
@@ -127,10 +128,11 @@ def run_child_flow(
     retry_delay: float = 0.0,
     timeout: Optional[float] = None,
     point: Optional[dict] = None,
+    run_name: Optional[str] = None,
 ) -> str:
     """Start the child flow `project_name/flow_name` and wait for it; retry as new runs."""
     request = child_request(
-        flow_name, project_name, parameters, step, labels, retries, retry_delay, timeout, point
+        flow_name, project_name, parameters, step, labels, retries, retry_delay, timeout, point, run_name
     )
     return run_child(ServerChildRuns(), request)
 
@@ -145,6 +147,7 @@ def child_request(
     retry_delay: float,
     timeout: Optional[float],
     point: Optional[dict],
+    run_name: Optional[str] = None,
 ) -> ChildRequest:
     """The task's arguments as a request, scoped to the running composite's flow run."""
     return ChildRequest(
@@ -158,6 +161,7 @@ def child_request(
         timeout_s=None if timeout is None else float(timeout),
         point=None if point is None else dict(point),
         scope=str(prefect.context.get("flow_run_id") or "local"),
+        run_name=run_name,
     )
 
 
@@ -184,6 +188,7 @@ class ServerChildRuns:
             project_name=request.project_name,
             parameters=request.parameters,
             labels=request.labels,
+            run_name=request.run_name,
             idempotency_key=idempotency_key,
         )
 

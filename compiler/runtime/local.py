@@ -1,9 +1,9 @@
 """Prefect's orchestration tasks, answered locally: the swap, and the child side of nested runs.
 
-A generated flow orchestrates its children with Prefect's own `create_flow_run`,
-`wait_for_flow_run` and `get_task_run_result` tasks. For a local run, `swap_orchestration(flow,
-...)` replaces, in one loaded flow, the run function of exactly those task copies (found by
-their run function, not their names) and `restore()` puts them back; nothing in the generated
+A generated flow orchestrates its children with flowc's `run_child_flow` task and Prefect's
+own `get_task_run_result` (hand-written flows with `create_flow_run` and `wait_for_flow_run`).
+For a local run, `swap_orchestration(flow, ...)` replaces, in one loaded flow, the run function
+of exactly those task copies (found by their run function, not their names) and `restore()` puts them back; nothing in the generated
 file changes, and the module-level Prefect tasks other flows use are never touched. flowc's own
 process swaps them for `compiler.local.backend.ProcessBackend`, which runs each child in a
 process of its own.
@@ -29,8 +29,10 @@ import prefect
 from prefect import Flow, Task
 from prefect.engine import state as prefect_states
 from prefect.engine.signals import signal_from_state
-from prefect.engine.state import Failed, State
+from prefect.engine.state import Failed, Running, State
 from prefect.tasks.prefect import flow_run as prefect_flow_run
+
+from compiler.runtime.children import ChildRequest, child_request, run_child, run_child_flow
 
 if TYPE_CHECKING:
     from compiler.runtime.child import ParentChannel
@@ -42,13 +44,17 @@ _LOGGER = logging.getLogger("flowc.runtime.local")
 CREATE_FLOW_RUN = prefect_flow_run.create_flow_run.run
 WAIT_FOR_FLOW_RUN = prefect_flow_run.wait_for_flow_run.run
 GET_TASK_RUN_RESULT = prefect_flow_run.get_task_run_result.run
+RUN_CHILD_FLOW = run_child_flow.run  # flowc's, what generated flows use (compiler.runtime.children)
 ORCHESTRATION_RUNS = {
+    RUN_CHILD_FLOW: "run_child_flow",
     CREATE_FLOW_RUN: "create_flow_run",
     WAIT_FOR_FLOW_RUN: "wait_for_flow_run",
     GET_TASK_RUN_RESULT: "get_task_run_result",
 }
 
 Swapped = List[Tuple[Task, Callable[..., Any]]]
+# How flowc answers a wait whose bound passed (Prefect's own wait_for_flow_run message).
+STILL_RUNNING = "exceeded maximum duration"
 
 
 class ChildFlowNotFound(LookupError):
@@ -233,6 +239,59 @@ class NestedBackend:
         with open(reply["file"], "rb") as handle:
             return pickle.load(handle)
 
+    def run_child_flow(
+        self,
+        flow_name: str,
+        project_name: str,
+        parameters: Optional[dict] = None,
+        step: Optional[str] = None,
+        labels: Optional[list] = None,
+        retries: int = 0,
+        retry_delay: float = 0.0,
+        timeout: Optional[float] = None,
+        point: Optional[dict] = None,
+        run_name: Optional[str] = None,
+    ) -> str:
+        """A generated composite running as a child: its steps' runs through flowc, same logic."""
+        request = child_request(
+            flow_name, project_name, parameters, step, labels, retries, retry_delay, timeout, point, run_name
+        )
+        return run_child(_NestedChildRuns(self), request)
+
+
+class _NestedChildRuns:
+    """`compiler.runtime.children.ChildRuns` over the channel to flowc."""
+
+    def __init__(self, backend: NestedBackend) -> None:
+        self._backend = backend
+
+    def version(self, request: ChildRequest) -> Optional[str]:
+        return None
+
+    def create(self, request: ChildRequest, key: str, idempotency_key: str) -> str:
+        return self._backend.create(
+            request.flow_name, request.project_name, request.parameters, None, request.run_name, idempotency_key, None
+        )
+
+    def state(self, run_id: str) -> State:
+        try:
+            return self._backend.wait(run_id, 0.0)
+        except RuntimeError as error:
+            if STILL_RUNNING not in str(error):
+                raise
+            return Running("running under flowc")
+
+    def wait(self, run_id: str, timeout_s: Optional[float]) -> Optional[State]:
+        try:
+            return self._backend.wait(run_id, timeout_s)
+        except RuntimeError as error:
+            if STILL_RUNNING not in str(error) or timeout_s is None:
+                raise
+            return None
+
+    def cancel(self, run_id: str) -> None:
+        """flowc stops the child at its step's timeout itself."""
+
 
 def install_nested_runs(flow: Flow, channel: Optional[ParentChannel]) -> NestedBackend:
     """In a child process: its orchestration tasks and every StartFlowRun ask flowc for their runs."""
@@ -240,6 +299,7 @@ def install_nested_runs(flow: Flow, channel: Optional[ParentChannel]) -> NestedB
     swap_orchestration(
         flow,
         {
+            "run_child_flow": backend.run_child_flow,
             "create_flow_run": backend.create_flow_run,
             "wait_for_flow_run": backend.wait_for_flow_run,
             "get_task_run_result": backend.get_task_run_result,

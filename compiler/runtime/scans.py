@@ -3,12 +3,12 @@ bound on how many of one step's child runs are alive at once.
 
 A generated flow keeps the scan lists as composite parameters (`impact-quad_k`), so the points
 are computed here, from the values the run was given, and the child runs are Prefect mapped
-tasks over them (`create_flow_run.map`); nothing in the generated file grows with the points.
+tasks over them (`run_child_flow.map`); nothing in the generated file grows with the points.
 
 `ScanSlots(n)` bounds a step to n live child runs without a Prefect Cloud concurrency limit: its
-`acquire` state handler (on the mapped `create_flow_run`) blocks a point until a slot is free,
-in point order, and its `release` state handler (on the mapped `wait_for_flow_run`) frees the
-slot once that point's run has ended, whatever its state. The thread that blocks tells
+`acquire` state handler (on the mapped `run_child_flow`) blocks a point until a slot is free,
+in point order, and its `release` state handler (on the same task) frees the slot once that
+point's task has ended (its child runs, retries included, are over), whatever its state. The thread that blocks tells
 `LocalThreadExecutor` so (`blocking()`), so the executor starts another thread for the waits
 that will free the slot: no number of points can deadlock it.
 Depends on prefect and the standard library only (Python 3.9+).
@@ -85,7 +85,7 @@ def scan_points(step: str, mode: str, axes: dict) -> list:
 
 @task(name="point_names")
 def point_names(step: str, points: list) -> list:
-    """One run name per point, for `create_flow_run.map(run_name=...)`."""
+    """One run name per point, for `run_child_flow.map(run_name=...)`."""
     return [point_name(step, point) for point in points]
 
 
@@ -99,7 +99,7 @@ def point_parameters(fixed: dict, point: Optional[dict] = None, **values: Any) -
 class ScanSlots:
     """At most `limit` live child runs of one step per composite flow run, started in point order.
 
-    Every point's create_flow_run passes through this handler once it leaves Pending: Running
+    Every point's run_child_flow passes through this handler once it leaves Pending: Running
     (it takes the next slot in point order) or a finished state without running (TriggerFailed,
     Skipped: it gives up its turn), so the turn always moves on.
     """
@@ -114,7 +114,7 @@ class ScanSlots:
         self._turn: Dict[str, int] = {}  # flow run -> the lowest index not past its turn
 
     def acquire(self, task_: Any, old_state: State, new_state: State) -> State:
-        """State handler for the mapped create_flow_run: block until this point's turn and a slot."""
+        """State handler for the mapped run_child_flow: block until this point's turn and a slot."""
         key = self._key()
         if key is None:
             return new_state  # the mapped task itself, not one of its points
@@ -125,7 +125,7 @@ class ScanSlots:
         return new_state
 
     def release(self, task_: Any, old_state: State, new_state: State) -> State:
-        """State handler for the mapped wait_for_flow_run: the point's run has ended."""
+        """State handler for the mapped run_child_flow: the point's child runs have ended."""
         key = self._key()
         if key is not None and new_state.is_finished():
             self._release(*key)
@@ -146,7 +146,7 @@ class ScanSlots:
         with self._condition:
             held = self._held.setdefault(run, set())
             if index in held or index in self._passed.get(run, ()):
-                return  # a retried create_flow_run keeps its slot
+                return  # a retried task keeps its slot
             if not self._may_start(run, index):
                 with blocking():
                     while not self._may_start(run, index):

@@ -13,6 +13,7 @@ from compiler.fingerprint import header_lines
 from compiler.graph import mermaid, node_suffix
 from compiler.plan import MappedInput, Plan, Step
 from compiler.targets.common import comment, format_python, md, template
+from compiler.targets.prefect1.options import duration_text, retries_cell, run_options
 from compiler.targets.prefect1.scans import point_input_comment, point_input_expression, point_step_view, scan_rows
 from compiler.values import literal  # the only way spec and lock values enter flow.py
 
@@ -45,6 +46,7 @@ def _flow_view(plan: Plan) -> dict[str, Any]:
     runtime_imports = ["IndexedFlow", "LocalThreadExecutor"]
     if any(m.map_type == "db" for s in plan.steps for m in s.inputs):
         runtime_imports.append("load_db_result")
+    runtime_imports.append("run_child_flow")
     scans = any(step.per_point for step in plan.steps)
     if scans:
         runtime_imports += ["point_names", "point_parameters", "scan_points"]
@@ -90,19 +92,18 @@ def _single_step_view(step: Step, plan: Plan, title: str, comments: list[str]) -
         ],
         "inputs": [_input_view(step, mapped, plan) for mapped in step.inputs],
         "run_variable": step.run_variable,
-        "done_variable": step.done_variable,
         "flow_name": literal(step.flow_name),
         "project_name": literal(step.project_name),
-        "upstream": [plan.step(alias).done_variable for alias in step.upstream],
+        "step_name": literal(step.alias),
+        "options": run_options(step, lambda text: text),
+        "upstream": [plan.step(alias).run_variable for alias in step.upstream],
         "per_point": False,
         "point_values": [],
-        "create": "create_flow_run",
-        "wait": "wait_for_flow_run",
+        "run": "run_child_flow",
         "parameters_expression": "{ " + "".join(f"{literal(name)}: {variable}, " for name, variable in step.arguments) + " }",
         "run_name": None,
+        "point": None,
         "run_task_args": f'{{"name": {literal("run " + step.alias)} }}',
-        "wait_task_args": f'{{"name": {literal("wait for " + step.alias)} }}',
-        "raise_final_state": "True",
     }
 
 
@@ -117,10 +118,7 @@ def _input_view(step: Step, mapped: MappedInput, plan: Plan) -> dict[str, str]:
             "expression": point_input_expression(mapped, parent),
             "comment": comment(text + ")" + point_input_comment(mapped, plan)),
         }
-    result = (
-        f"get_task_run_result({parent.run_variable}, {literal(mapped.task_slug)}, "
-        f"upstream_tasks=[{parent.done_variable}])"
-    )
+    result = f"get_task_run_result({parent.run_variable}, {literal(mapped.task_slug)})"
     if mapped.map_type == "db":
         result = f"load_db_result({result}, attribute_index={literal(list(mapped.attribute_index))})"
     if mapped.note:
@@ -163,6 +161,11 @@ def _readme_view(plan: Plan) -> dict[str, Any]:
                 "points": node_suffix(plan, step),
                 "flow": md(f"{step.project_name}/{step.flow_name}"),
                 "after": ", ".join(f"`{a}`" for a in step.upstream) or "start",
+                "retries": retries_cell(step),
+                "timeout": "none" if step.timeout_s is None else duration_text(step.timeout_s),
+                "labels": "the flow's own"
+                if step.labels is None
+                else (", ".join(f"`{md(label)}`" for label in step.labels) or "none"),
             }
             for number, step in enumerate(plan.steps, start=1)
         ],

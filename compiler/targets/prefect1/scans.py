@@ -1,9 +1,9 @@
 """The prefect1 layout of per-point steps: a scanned step and its for_each descendants.
 
 Points are data: the scan lists are composite parameters, `scan_points` computes the points
-from them when the flow runs, and each per-point step is one mapped `create_flow_run` and one
-mapped `wait_for_flow_run` over them (Prefect 1 mapping), so flow.py is the same size for 6
-points as for 10,000. Mappings from the same scan take the matching point's value (mapped);
+from them when the flow runs, and each per-point step is one mapped `run_child_flow` over them
+(Prefect 1 mapping: one child run per point, with its own retries, timeout and run key), so
+flow.py is the same size for 6 points as for 10,000. Mappings from the same scan take the matching point's value (mapped);
 everything else is broadcast (`unmapped`); a step that runs once and maps from a per-point step
 receives the list of every point's value (Prefect's reduce of a mapped task, in map order).
 """
@@ -15,6 +15,7 @@ from typing import Any
 
 from compiler.plan import MappedInput, Plan, Step
 from compiler.targets.common import comment, md
+from compiler.targets.prefect1.options import run_options
 from compiler.values import literal
 
 FIRST_POINTS_SHOWN = 4  # in the README
@@ -22,10 +23,7 @@ FIRST_POINTS_SHOWN = 4  # in the README
 
 def point_input_expression(mapped: MappedInput, parent: Step) -> str:
     """One value per point of the parent: `get_task_run_result.map` (and the db loader, mapped)."""
-    result = (
-        f"get_task_run_result.map({parent.run_variable}, unmapped({literal(mapped.task_slug)}), "
-        f"upstream_tasks=[{parent.done_variable}])"
-    )
+    result = f"get_task_run_result.map({parent.run_variable}, unmapped({literal(mapped.task_slug)}))"
     if mapped.map_type == "db":
         result = f"load_db_result.map({result}, attribute_index=unmapped({literal(list(mapped.attribute_index))}))"
     return result
@@ -61,7 +59,7 @@ def point_step_view(step: Step, plan: Plan) -> dict[str, Any]:
         parent = plan.step(step.for_each or "")
         mapped_values = ", ".join(f"{literal(name)}: {variable}" for name, variable in per_point.items())
         spread = f", **{{{mapped_values}}}" if per_point else ""
-        parameters = f"point_parameters.map({fixed}{spread}, upstream_tasks=[{parent.done_variable}]"
+        parameters = f"point_parameters.map({fixed}{spread}, upstream_tasks=[{parent.run_variable}]"
     parameters += f", task_args={{'name': {literal('parameters of ' + step.alias)}}})"
     values.append(
         {
@@ -71,30 +69,29 @@ def point_step_view(step: Step, plan: Plan) -> dict[str, Any]:
         }
     )
     values.append({"variable": step.parameters_variable, "expression": parameters})
-    run_handlers = wait_handlers = ""
+    run_handlers = ""
     if step.scan is not None and step.scan.max_concurrency is not None:
         values.append({"variable": step.slots_variable, "expression": f"ScanSlots({step.scan.max_concurrency})"})
-        run_handlers = f", 'state_handlers': [{step.slots_variable}.acquire]"
-        wait_handlers = f", 'state_handlers': [{step.slots_variable}.release]"
+        run_handlers = f", 'state_handlers': [{step.slots_variable}.acquire, {step.slots_variable}.release]"
     upstream = [
-        plan.step(alias).done_variable
+        plan.step(alias).run_variable
         if plan.step(alias).lineage == step.lineage
-        else f"unmapped({plan.step(alias).done_variable})"
+        else f"unmapped({plan.step(alias).run_variable})"
         for alias in step.upstream
     ]
     return {
         "per_point": True,
         "comments": [*_scan_comments(step, plan), *_depends_comment(step)],
         "point_values": values,
-        "create": "create_flow_run.map",
-        "wait": "wait_for_flow_run.map",
+        "run": "run_child_flow.map",
         "flow_name": f"unmapped({literal(step.flow_name)})",
         "project_name": f"unmapped({literal(step.project_name)})",
+        "step_name": f"unmapped({literal(step.alias)})",
+        "options": run_options(step, lambda text: f"unmapped({text})"),
         "parameters_expression": step.parameters_variable,
         "run_name": step.names_variable,
+        "point": points,
         "run_task_args": f"{{'name': {literal('run ' + step.alias)}{run_handlers}}}",
-        "wait_task_args": f"{{'name': {literal('wait for ' + step.alias)}{wait_handlers}}}",
-        "raise_final_state": "unmapped(True)",
         "upstream": upstream,
     }
 
