@@ -62,7 +62,7 @@ def _wiring(source: str) -> dict[str, dict[str, tuple[str, str]]]:
         defined[name] = node.value
     run_of = {}  # run variable -> alias
     for name, call in defined.items():
-        if getattr(call.func, "id", None) == "create_flow_run":
+        if getattr(call.func, "id", None) == "run_child_flow":
             task_args = next(k.value for k in call.keywords if k.arg == "task_args")
             run_of[name] = ast.literal_eval(task_args)["name"].removeprefix("run ")
     wiring: dict[str, dict[str, tuple[str, str]]] = {}
@@ -107,8 +107,8 @@ def test_a_name_the_module_imports_is_never_shadowed() -> None:
         {"name": "one", "alias": "load", "mapped_parameters": {"db_result": {"parent_flow_name": "create_flow", "parent_task_name": "out"}}},
     ]
     source = _flow_py(steps, lock)
-    assert "    create_flow_run_2 = create_flow_run(\n" in source
-    assert "    load_db_result_2 = get_task_run_result(\n        create_flow_run_2, " in source
+    assert "    create_flow_run_2 = run_child_flow(\n" in source
+    assert "    load_db_result_2 = get_task_run_result(create_flow_run_2, " in source
     assert _wiring(source)["load"] == {"db_result": ("mapped", "create_flow")}
 
 
