@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import prefect
 from prefect.engine.state import Running, Scheduled, State
 
-from compiler.local.resume import fixed_digest
+from compiler.local.records import fixed_digest
 from compiler.runtime.children import ChildRequest
 from compiler.runtime.local import task_logger
 

@@ -10,12 +10,19 @@ run reuses the original. Standard library only: `--resume` reads records before 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from compiler.keys import canonical
+
+if TYPE_CHECKING:
+    from compiler.plan import Step
 
 RECORD_FILE = "record.json"
 RECORD_VERSION = 1
@@ -60,6 +67,10 @@ class ChildRecord:
         today = datetime.now(timezone.utc).astimezone().date()
         return when.strftime("%H:%M") if when.date() == today else when.strftime("%Y-%m-%d %H:%M")
 
+    def reused_json(self) -> dict[str, Any]:
+        """What `--json` says of the run a child reused."""
+        return {"run_id": self.composite_run_id, "child_run_id": self.child_run_id, "started_at": self.started_at}
+
     def as_json(self) -> dict[str, Any]:
         return {
             "key": self.key,
@@ -90,6 +101,14 @@ class RecordIndex:
 
     def __len__(self) -> int:
         return len(self.by_key)
+
+
+def fixed_digest(step: Step, parameters: Mapping[str, Any]) -> str:
+    """A digest of the child parameters that are not mapped from another step."""
+    mapped = {m.parameter for m in step.inputs}
+    fixed = {name: value for name, value in parameters.items() if name not in mapped}
+    encoded = json.dumps(canonical(fixed), sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
+    return "sha256:" + hashlib.sha256(encoded.encode("ascii")).hexdigest()
 
 
 def write_record(run_dir: Path, *, run_id: str, spec: str, flow: str, started_at: str, children: list[dict[str, Any]]) -> Path:

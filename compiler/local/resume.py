@@ -13,29 +13,18 @@ scan, a step without such a record) takes the engine path, which decides the sam
 
 from __future__ import annotations
 
-import hashlib
-import json
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from compiler.keys import canonical, child_identity, run_key
-from compiler.local.records import ChildRecord, RecordIndex
+from compiler.keys import child_identity, run_key
+from compiler.local.records import ChildRecord, RecordIndex, fixed_digest
 
 if TYPE_CHECKING:
     from compiler.local.backend import ChildRun, ProcessBackend
     from compiler.local.prepare import PreparedRun
     from compiler.local.summary import ChildSummary
     from compiler.plan import Step
-
-
-def fixed_digest(step: Step, parameters: Mapping[str, Any]) -> str:
-    """A digest of the child parameters that are not mapped from another step."""
-    mapped = {m.parameter for m in step.inputs}
-    fixed = {name: value for name, value in parameters.items() if name not in mapped}
-    encoded = json.dumps(canonical(fixed), sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
-    return "sha256:" + hashlib.sha256(encoded.encode("ascii")).hexdigest()
 
 
 def record_entries(backend: ProcessBackend, root: Path) -> list[dict[str, Any]]:
@@ -137,13 +126,5 @@ def reused_summary(item: Reused) -> ChildSummary:
         labels=record.labels,
         key=record.key,
         attempts=0,
-        reused=reused_json(record),
+        reused=record.reused_json(),
     )
-
-
-def reused_json(record: ChildRecord) -> dict[str, Any]:
-    return {
-        "run_id": record.composite_run_id,
-        "child_run_id": record.child_run_id,
-        "started_at": record.started_at,
-    }

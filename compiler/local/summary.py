@@ -256,9 +256,7 @@ def _fill_from_run(child: ChildSummary, run: ChildRun, step: Step | None) -> Non
     child.run_id = run.run_id
     child.labels, child.key, child.attempts = run.labels, run.key, 1
     if run.reused is not None:
-        from compiler.local.resume import reused_json
-
-        child.attempts, child.reused = 0, reused_json(run.reused)
+        child.attempts, child.reused = 0, run.reused.reused_json()
     child.started_at = run.started_at.isoformat() if run.started_at else None
     child.duration_s = run.duration_s
     child.run_name = run.run_name
