@@ -207,7 +207,6 @@ def check(specs: tuple[str, ...], style: str, stat: bool) -> None:
     Exit codes: 0 up to date; 1 stale, missing or orphaned files, lock drift, or spec errors;
     2 usage errors.
     """
-    from compiler.diffview import show_changes
     from compiler.lock import drifted, render_lock
     from compiler.output import build_tree, load_lock, stale_files
     from compiler.targets.prefect3.capture import capturer
@@ -238,7 +237,10 @@ def check(specs: tuple[str, ...], style: str, stat: bool) -> None:
     else:
         for note in drift.notes:
             console.note(note)
-        show_changes(changes, stat, to_stderr=style == "github")
+        if changes:
+            from compiler.diffview import show_changes
+
+            show_changes(changes, stat, to_stderr=style == "github")
         if problems:
             if style == "text":
                 console.error(format_diagnostics(problems, style))

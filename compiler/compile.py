@@ -42,11 +42,13 @@ def compile_spec(
     lock: Lock,
     entries: Mapping[str, Any] | None = None,
     default_target: str = DEFAULT_TARGET,
+    digest: str | None = None,
 ) -> dict[str, str]:
     """Compile one spec into {"<name>/<file>": text}; raises CompileError listing every problem.
 
     `spec_path` is the spec's path relative to the project root, as it appears in headers;
-    `default_target` is the project's `[tool.flowc] target`, which a spec's `target:` overrides.
+    `default_target` is the project's `[tool.flowc] target`, which a spec's `target:` overrides;
+    `digest`, when the caller computed it already, is the spec's spec_digest (saves a YAML load).
     """
     from compiler import targets
     from compiler.planner import build_plan
@@ -56,7 +58,8 @@ def compile_spec(
     _check_target(default_target)
     with _no_cycle_collection():
         parsed = parse_spec(text, spec_path)
-        digest = spec_digest(text, spec_path, entries if entries is not None else lock_entries(lock), default_target)
+        if digest is None:
+            digest = spec_digest(text, spec_path, entries if entries is not None else lock_entries(lock), default_target)
         plan = build_plan(parsed, lock, digest)
         target = plan.target or default_target
         problems = targets.check(plan, parsed, lock, target)
@@ -90,13 +93,13 @@ _shared: tuple[Lock, Mapping[str, Any], str] | None = None  # what forked worker
 
 
 def compile_specs(
-    specs: Sequence[tuple[str, str]],
+    specs: Sequence[tuple[str, str] | tuple[str, str, str]],
     lock: Lock,
     entries: Mapping[str, Any],
     progress: Callable[[], None] | None = None,
     default_target: str = DEFAULT_TARGET,
 ) -> list[Compiled]:
-    """compile_spec over many (text, spec_path) pairs: files, or the diagnostics, per spec, in order.
+    """compile_spec over many (text, spec_path[, digest]): files, or the diagnostics, per spec, in order.
 
     Specs compile independently, so with enough of them they are spread over the machine's
     cores (forked workers; `FLOWC_JOBS=1` turns that off). Each result is the same pure
@@ -140,15 +143,17 @@ def _worker_count(specs: int) -> int:
     return min(cores, specs // (PARALLEL_MIN_SPECS // 2))
 
 
-def _compile_one(spec: tuple[str, str], lock: Lock, entries: Mapping[str, Any], default_target: str) -> Compiled:
-    text, spec_path = spec
+def _compile_one(
+    spec: tuple[str, str] | tuple[str, str, str], lock: Lock, entries: Mapping[str, Any], default_target: str
+) -> Compiled:
+    text, spec_path, *digest = spec
     try:
-        return compile_spec(text, spec_path, lock, entries, default_target)
+        return compile_spec(text, spec_path, lock, entries, default_target, digest[0] if digest else None)
     except CompileError as error:
         return list(error.diagnostics)
 
 
-def _compile_shared(spec: tuple[str, str]) -> Compiled:
+def _compile_shared(spec: tuple[str, str] | tuple[str, str, str]) -> Compiled:
     assert _shared is not None, "compile_specs sets the lock before forking"
     return _compile_one(spec, *_shared)
 

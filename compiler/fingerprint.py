@@ -125,6 +125,19 @@ def inputs_digest(spec_path: str, data: Any, lock_entries: Mapping[str, Any], ta
     return "sha256:" + hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
+def digest_context(lock_entries: Mapping[str, Any], default_target: str) -> str | None:
+    """What, besides a spec's path and bytes, its inputs digest depends on: flowc's sources, the
+    lock entries and the project's target (compiler.rendercache.spec_key); None when the
+    entries have no JSON form (then every spec is parsed)."""
+    try:
+        entries = json.dumps(lock_entries, separators=(",", ":"), ensure_ascii=False)
+    except (TypeError, ValueError):
+        return None
+    digest = hashlib.sha256(f"{toolchain_digest()}\0{default_target}\0".encode())
+    digest.update(entries.encode("utf-8", "surrogatepass"))
+    return digest.hexdigest()
+
+
 def body_digest(body: str) -> str:
     return "sha256:" + hashlib.sha256(body.encode()).hexdigest()
 

@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
 
-from compiler.capture import Answer, Request, capture_all
 from compiler.diagnostics import CompileError, Diagnostic
 from compiler.targets import effective_target
 from compiler.lockfile import (  # noqa: F401 - the lock's model, re-exported for its users
@@ -32,6 +31,7 @@ from compiler.lockfile import (  # noqa: F401 - the lock's model, re-exported fo
 )
 
 if TYPE_CHECKING:
+    from compiler.capture import Answer
     from compiler.config import Project
 
 # Captures a Prefect 3 child (project, name, source, its current entry) in its own interpreter.
@@ -154,6 +154,8 @@ def relock(
         if seen is None or (item.source and not seen.source):
             by_key[key] = item
     prefect3 = {k: w for k, w in by_key.items() if w.target == "prefect3" and capture3 is not None}
+    from compiler.capture import Request, capture_all  # threads and subprocesses: only when capturing
+
     answers = capture_all((Request(w.project_name, w.name, w.source) for k, w in by_key.items() if k not in prefect3), python, root)
     flows: list[FlowInterface] = []
     notes: list[str] = []
@@ -259,6 +261,8 @@ def drifted(lock: Lock, root: Path | None = None, python: str | None = None, cap
     changed = [flow for flow in lock.flows.values() if source_changed(flow, base)]
     if not changed:
         return Drift(lock=None, notes=(), errors=())
+    from compiler.capture import Request, capture_all  # threads and subprocesses: only when capturing
+
     answers = capture_all(
         (Request(f.project_name, f.name, f.source) for f in changed if f.prefect == 1 or capture3 is None),
         python or sys.executable,

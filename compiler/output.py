@@ -18,10 +18,10 @@ from compiler.compile import compile_specs, lock_entries, spec_target
 from compiler.targets import GENERATED_FILES as TARGET_FILES
 from compiler.config import Project
 from compiler.diagnostics import CompileError, Diagnostic
-from compiler.fingerprint import edited_by_hand, inputs_digest, spec_data
+from compiler.fingerprint import digest_context, edited_by_hand, inputs_digest, spec_data
 from compiler.lockfile import Lock, read_lock_file
 from compiler.owned import owned_orphans, read_generated, unsafe_targets
-from compiler.rendercache import file_digest, record, recorded
+from compiler.rendercache import file_digest, record, record_spec, recorded, recorded_spec, spec_key
 
 ProgressHook = Callable[[int], Callable[[], None]]  # total stale specs -> a tick per compiled one
 
@@ -61,30 +61,27 @@ def build_tree(
     paths = unique_specs(project.spec_files() if spec_paths is None else spec_paths)
     entries = lock_entries(lock)
     owners: dict[str, str] = {}
-    sources: list[tuple[str, str, Any]] = []  # (display, text, data) of every readable spec
+    context = digest_context(entries, project.target)
+    sources: list[tuple[str, str, str | None, str]] = []  # (display, text, name, inputs digest)
     for path in paths:
         display = project.relative(path)
         tree.specs += 1
         text = _read_spec(path, display, tree.diagnostics)
         if text is not None:
-            sources.append((display, text, spec_data(text)))
+            sources.append((display, text, *_name_and_digest(display, text, entries, project.target, context)))
     # A name two specs claim is never taken as up to date: compiling both reports the clash.
-    claimed = Counter(_fast_name(data) for _, _, data in sources)
-    stale: list[tuple[str, str]] = []
-    digests: list[str] = []
-    for display, text, data in sources:
-        name = _fast_name(data)
-        digest = inputs_digest(display, data, entries, spec_target(data, project.target))
+    claimed = Counter(name for _, _, name, _ in sources)
+    stale: list[tuple[str, str, str]] = []
+    for display, text, name, digest in sources:
         files = recorded(digest) if name is not None and claimed[name] == 1 else None
         if files is not None and _on_disk(project, name, files):
             owners[str(name)] = display
             tree.fresh.update(files)
             tree.skipped += 1
         else:
-            stale.append((text, display))
-            digests.append(digest)
+            stale.append((text, display, digest))
     tick = progress(len(stale)) if progress is not None and stale else None
-    for (_, display), digest, files in zip(stale, digests, compile_specs(stale, lock, entries, tick, project.target)):
+    for (_, display, digest), files in zip(stale, compile_specs(stale, lock, entries, tick, project.target)):
         if isinstance(files, list):
             tree.diagnostics.extend(files)
             continue
@@ -142,6 +139,22 @@ def _read_spec(path: Path, display: str, diagnostics: list[Diagnostic]) -> str |
     except CompileError as error:
         diagnostics.extend(error.diagnostics)
         return None
+
+
+def _name_and_digest(
+    display: str, text: str, entries: dict[str, Any], target: str, context: str | None
+) -> tuple[str | None, str]:
+    """A spec's name (when plainly given) and inputs digest: from this machine's record of these
+    bytes (compiler.rendercache.spec_key) when it has one, else by parsing, then recorded."""
+    key = spec_key(display, text, context) if context is not None else None
+    known = recorded_spec(key) if key is not None else None
+    if known is not None:
+        return known[1], known[0]
+    data = spec_data(text)
+    name, digest = _fast_name(data), inputs_digest(display, data, entries, spec_target(data, target))
+    if key is not None and data is not None:
+        record_spec(key, digest, name)
+    return name, digest
 
 
 def _fast_name(data: object) -> str | None:

@@ -33,7 +33,7 @@ class Unsafe:
 Read = Union[bytes, None, Unsafe]
 
 
-def _lstat(path: Path) -> os.stat_result | None:
+def _lstat(path: Path | str) -> os.stat_result | None:
     try:
         return os.lstat(path)
     except (FileNotFoundError, NotADirectoryError):
@@ -44,9 +44,9 @@ def inspect(project: Project, relative: str) -> Unsafe | None:
     """Whether writing or reading generated/<relative> would go through a symlink or onto a
     non-regular file; None when it is safe (including when it does not exist yet)."""
     parts = relative.split("/")
-    current = project.generated_dir
+    current = str(project.generated_dir)  # plain strings: a warm check inspects every file
     for depth, part in enumerate(parts):
-        current = current / part
+        current = os.path.join(current, part)
         info = _lstat(current)
         if info is None:
             return None
@@ -66,7 +66,7 @@ def read_generated(project: Project, relative: str) -> Read:
     unsafe = inspect(project, relative)
     if unsafe is not None:
         return unsafe
-    path = project.generated_dir / relative
+    path = os.path.join(str(project.generated_dir), relative)
     try:
         descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
     except FileNotFoundError:
@@ -103,14 +103,14 @@ def owned_orphans(project: Project, expected: set[str]) -> list[str]:
     if not root.is_dir():
         return []
     orphans = []
-    for directory in sorted(root.iterdir()):
-        if not directory.name.isidentifier() or directory.is_symlink() or not directory.is_dir():
+    for directory in sorted(_entries(str(root)), key=lambda entry: entry.name):
+        if not directory.name.isidentifier() or not directory.is_dir(follow_symlinks=False):
             continue
-        for path in sorted(directory.iterdir()):
-            relative = f"{directory.name}/{path.name}"
+        for entry in sorted(_entries(directory.path), key=lambda entry: entry.name):
+            relative = f"{directory.name}/{entry.name}"
             if relative in expected:
                 continue
-            info = _lstat(path)
+            info = _lstat(entry.path)
             if info is None or not stat.S_ISREG(info.st_mode) or info.st_size > MAX_OWNED_BYTES:
                 continue
             data = read_generated(project, relative)
@@ -119,6 +119,14 @@ def owned_orphans(project: Project, expected: set[str]) -> list[str]:
     # The lock and the specs are never removed (with `generated = "."` they are under it).
     inputs = {_identity(p) for p in (project.lock_path, *project.spec_files())} if orphans else set()
     return [relative for relative in orphans if _identity(root / relative) not in inputs]
+
+
+def _entries(directory: str) -> list[os.DirEntry[str]]:
+    try:
+        with os.scandir(directory) as found:
+            return list(found)
+    except OSError:
+        return []
 
 
 def _identity(path: Path) -> tuple[int, int] | None:

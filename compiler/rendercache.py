@@ -7,6 +7,9 @@ disk now. The record lives outside the repository (`$FLOWC_CACHE_DIR`, else
 `$XDG_CACHE_HOME/flowc`, else `~/.cache/flowc`), so a header -- or anything else a commit can
 carry -- never vouches for itself, and a fresh clone renders everything.
 
+A second record maps a spec file's bytes (with its path, flowc's sources, the lock entries and
+the project's target) to its inputs digest and name, so a warm check does not even parse the YAML.
+
 Standard library only: an up-to-date check imports no renderer.
 """
 
@@ -17,6 +20,7 @@ import json
 import os
 import tempfile
 from pathlib import Path
+from functools import lru_cache
 from typing import Mapping
 
 FORMAT = 1  # bump when an entry's meaning changes
@@ -34,22 +38,38 @@ def file_digest(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
-def _entry_path(inputs_digest: str) -> Path | None:
-    hexdigest = inputs_digest.removeprefix("sha256:")
-    if len(hexdigest) != 64 or any(c not in "0123456789abcdef" for c in hexdigest):
+HEX_DIGITS = frozenset("0123456789abcdef")
+
+
+def _entry_path(digest: str, kind: str = "renders") -> str | None:
+    hexdigest = digest.removeprefix("sha256:")
+    if len(hexdigest) != 64 or not HEX_DIGITS.issuperset(hexdigest):
         return None
-    return cache_dir() / "renders" / hexdigest[:2] / hexdigest
+    return os.path.join(_cache_root(), kind, hexdigest[:2], hexdigest)
+
+
+def _read_entry(path: str) -> object:
+    try:
+        with open(path, encoding="utf-8") as stream:
+            return json.load(stream)
+    except (OSError, ValueError):
+        return None
+
+
+def _cache_root() -> str:
+    """cache_dir() as a string, computed once per value of the variables it depends on."""
+    return _cache_root_for(os.environ.get("FLOWC_CACHE_DIR"), os.environ.get("XDG_CACHE_HOME"), os.environ.get("HOME"))
+
+
+@lru_cache(maxsize=4)
+def _cache_root_for(explicit: str | None, xdg: str | None, home: str | None) -> str:
+    return str(cache_dir())
 
 
 def recorded(inputs_digest: str) -> dict[str, str] | None:
     """{relative path: file digest} this flowc rendered from these inputs, or None (not known)."""
     path = _entry_path(inputs_digest)
-    if path is None:
-        return None
-    try:
-        entry = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
+    entry = _read_entry(path) if path is not None else None
     files = entry.get("files") if isinstance(entry, dict) and entry.get("format") == FORMAT else None
     if not isinstance(files, dict) or not files:
         return None
@@ -63,17 +83,20 @@ def recorded(inputs_digest: str) -> dict[str, str] | None:
 def record(inputs_digest: str, files: Mapping[str, str]) -> None:
     """Remember that these inputs rendered to these texts; a cache that cannot be written is
     only a slower next check (read-only home, full disk), never an error."""
-    path = _entry_path(inputs_digest)
-    if path is None:
-        return
     entry = {
         "format": FORMAT,
         "inputs": inputs_digest,
         "files": {name: file_digest(text.encode("utf-8")) for name, text in sorted(files.items())},
     }
+    _write(_entry_path(inputs_digest), entry)
+
+
+def _write(path: str | None, entry: dict[str, object]) -> None:
+    if path is None:
+        return
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handle, temp = tempfile.mkstemp(prefix=".entry.", dir=path.parent)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        handle, temp = tempfile.mkstemp(prefix=".entry.", dir=os.path.dirname(path))
         try:
             with os.fdopen(handle, "w", encoding="utf-8") as stream:
                 json.dump(entry, stream, sort_keys=True)
@@ -83,3 +106,28 @@ def record(inputs_digest: str, files: Mapping[str, str]) -> None:
             raise
     except OSError:
         return
+
+
+def spec_key(display: str, text: str, context: str) -> str:
+    """The key of what a spec's bytes give under `context` (flowc's sources, the lock entries and
+    the project's target: everything the inputs digest holds besides the spec itself)."""
+    digest = hashlib.sha256()
+    for part in (f"flowc-spec {FORMAT}", context, display, text):
+        digest.update(part.encode("utf-8", "surrogatepass") + b"\0")
+    return "sha256:" + digest.hexdigest()
+
+
+def recorded_spec(key: str) -> tuple[str, str | None] | None:
+    """(inputs digest, spec name or None) recorded for `key`, or None (not known)."""
+    path = _entry_path(key, "specs")
+    entry = _read_entry(path) if path is not None else None
+    if not isinstance(entry, dict) or entry.get("format") != FORMAT or entry.get("key") != key:
+        return None
+    inputs, name = entry.get("inputs"), entry.get("name")
+    if not isinstance(inputs, str) or _entry_path(inputs) is None or not (name is None or isinstance(name, str)):
+        return None
+    return inputs, name
+
+
+def record_spec(key: str, inputs_digest: str, name: str | None) -> None:
+    _write(_entry_path(key, "specs"), {"format": FORMAT, "key": key, "inputs": inputs_digest, "name": name})
