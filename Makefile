@@ -25,7 +25,9 @@ build:
 
 # Benchmarks (see README: Benchmarks): medians over repeated runs, as Markdown tables, e.g.
 # `make bench BENCH_FLAGS="--quick"` or `make bench BENCH_FLAGS="--only check,generate --repeat 9"`;
-# large compositions (issue 7): `BENCH_LARGE_FLAGS="--sizes 50,200,500 --repeat 3"`.
+# large compositions (issue 7): `BENCH_LARGE_FLAGS="--sizes 50,200,500 --repeat 3"`; cold and warm
+# `flowc check` with CPU seconds (issue 11): `BENCH_CHECK_FLAGS="--specs 200 --repeat 5"`.
 bench:
 	$(PYTHON) benchmarks/bench.py $(BENCH_FLAGS)
 	$(PYTHON) benchmarks/bench_large.py $(BENCH_LARGE_FLAGS)
+	$(PYTHON) benchmarks/bench_check.py $(BENCH_CHECK_FLAGS)

@@ -110,6 +110,24 @@ def test_comment_edit_keeps_the_fast_path_and_a_value_edit_leaves_it(project: Pa
     assert tree.skipped == len(SPECS) - 1
 
 
+def test_a_warm_check_parses_no_spec_until_its_bytes_change(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import compiler.output as output
+
+    parsed: list[str] = []
+    parse = output.spec_data
+    monkeypatch.setattr(output, "spec_data", lambda text: parsed.append(text) or parse(text))
+    settings = find_project(project)
+    tree = build_tree(settings, None, load_lock(settings))  # generate recorded each spec's bytes
+    assert parsed == [] and tree.rendered == {} and tree.skipped == len(SPECS)
+    spec = project / "specs" / "fan_in.yaml"
+    spec.write_text(spec.read_text() + "# a reviewer's note\n")
+    tree = build_tree(settings, None, load_lock(settings))
+    assert len(parsed) == 1 and tree.rendered == {} and tree.skipped == len(SPECS)  # same data, same digest
+    spec.write_text(spec.read_text().replace("factor: 3.0", "factor: 4.0"))
+    tree = build_tree(settings, None, load_lock(settings))
+    assert len(parsed) == 2 and sorted(tree.rendered) == ["fan_in/Dockerfile", "fan_in/README.md", "fan_in/flow.py"]
+
+
 def _hand_edit(project: Path) -> tuple[Path, int]:
     """Change one line of generated code, keeping the header; returns the file and line number."""
     target = project / "generated" / "fan_in" / "flow.py"
