@@ -22,13 +22,12 @@ import threading
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.helpers import PREFECT1_SPECS, copy_project, flowc
+from tests.helpers import PREFECT1_SPECS, copy_project, flowc, graphql_body, graphql_server
 
 SUMMARY = re.compile(r"^(.*); (\d+) registered, (\d+) skipped, (\d+) errored$", re.M)
 
@@ -55,8 +54,7 @@ class PrefectServerStandIn:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def handle(self, body: dict[str, Any]) -> dict[str, Any]:
-        query = body.get("query", "")
-        variables = json.loads(body.get("variables") or "null") or {}
+        query, variables = graphql_body(body)
         with self.lock:
             self.requests.append({"query": query, "variables": variables})
             if "create_flow_from_compressed_string" in query:
@@ -119,33 +117,8 @@ class PrefectServerStandIn:
 def standin() -> Iterator[tuple[PrefectServerStandIn, str]]:
     """The stand-in on a free loopback port; yields it and its URL."""
     state = PrefectServerStandIn()
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802 - http.server's naming
-            length = int(self.headers.get("Content-Length", 0))
-            answer = json.dumps(state.handle(json.loads(self.rfile.read(length)))).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(answer)))
-            self.end_headers()
-            self.wfile.write(answer)
-
-        def do_GET(self) -> None:  # noqa: N802 - a GraphQL server refuses a bare GET
-            self.send_response(400)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield state, f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with graphql_server(state.handle) as url:
+        yield state, url
 
 
 def _env(api: str, home: Path) -> dict[str, str]:

@@ -29,7 +29,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -44,6 +44,7 @@ from compiler.local.results import load_result
 from compiler.local.supervise import ChildProcess, LaunchError, Supervisor
 from compiler.runtime.child import bounded
 from compiler.local.childruns import ProcessChildRuns, upstream_ids
+from compiler.local.records import RecordIndex
 from compiler.runtime.children import ChildRequest, child_request, run_child
 from compiler.runtime.local import (
     LOCAL_RUN_PREFIX,
@@ -145,10 +146,10 @@ class ProcessBackend:
         root: Path,
         composite_run_id: str,
         listener: RunListener | None = None,
-        reuse: Mapping[str, ChildRecord] | None = None,
+        reuse: RecordIndex | None = None,
     ) -> None:
         self.plan = plan
-        self.reuse = dict(reuse or {})  # run key -> its latest successful record (`--resume`)
+        self.reuse = reuse if reuse is not None else RecordIndex()  # `--resume`: the records
         self.spec_display = spec_display
         self.supervisor = supervisor
         self.root = root

@@ -114,7 +114,7 @@ def upstream_runs(backend: ProcessBackend, request: ChildRequest) -> dict[str, l
 
 def reusable(backend: ProcessBackend, request: ChildRequest, key: str) -> ChildRecord | None:
     """The recorded successful run under `key`, if every step upstream of this one was reused."""
-    record = backend.reuse.get(key)
+    record = backend.reuse.find(request.step, key)
     if record is None:
         return None
     upstream = upstream_runs(backend, request)

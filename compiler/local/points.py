@@ -126,12 +126,12 @@ def folded_row(alias: str, group: list[ChildSummary]) -> tuple[str, ...]:
 
 def point_label_width(plan: Plan) -> int:
     """The longest label among the first default points of the plan's per-point steps."""
-    from compiler.runtime.scans import point_name
-
     width = 0
     for step in plan.steps:
         scan = plan.step(step.lineage).scan if step.lineage is not None else None
         if scan is not None:
+            from compiler.runtime.scans import point_name  # imports Prefect: only for a scan
+
             width = max([width] + [len(point_name(step.alias, point)) for point in scan.points(100)])
     return width
 

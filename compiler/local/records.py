@@ -102,6 +102,12 @@ class RecordIndex:
     def __len__(self) -> int:
         return len(self.by_key)
 
+    def find(self, step: str, key: str) -> ChildRecord | None:
+        """The latest successful run under `key`, of this step when it has one (equal inputs give
+        equal keys, so another step of the same child may hold the key too)."""
+        own = next((r for r in self.by_step.get(step, ()) if r.key == key), None)
+        return own if own is not None else self.by_key.get(key)
+
 
 def fixed_digest(step: Step, parameters: Mapping[str, Any]) -> str:
     """A digest of the child parameters that are not mapped from another step."""
@@ -149,11 +155,12 @@ def load_index(runs_dir: Path) -> RecordIndex:
             if record is not None:
                 found.append(record)
     found.sort(key=lambda r: (r.started_at or "", r.child_run_id), reverse=True)
-    seen: set[str] = set()
+    seen: set[tuple[str, str, str]] = set()
     for record in found:
-        if record.child_run_id in seen:
+        same = (record.step, record.child_run_id, json.dumps(record.upstream, sort_keys=True))
+        if same in seen:
             continue  # the same run, recorded again by a run that reused it
-        seen.add(record.child_run_id)
+        seen.add(same)
         index.by_key.setdefault(record.key, record)
         index.by_step.setdefault(record.step, []).append(record)
     return index

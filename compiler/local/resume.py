@@ -41,7 +41,8 @@ def _entry(run: ChildRun, composite_run_id: str, root: Path) -> dict[str, Any]:
     from compiler.local.summary import _jsonable
 
     if run.reused is not None:
-        return run.reused.as_json()  # the original run, so that a resumed resume finds it
+        # The original run (a resumed resume finds it), as this step used it, from these parents.
+        return {**run.reused.as_json(), "step": run.step.alias, "upstream": run.upstream}
     report_file = Path(run.report_file) if run.report_file else None
     if report_file is not None:
         try:
@@ -96,7 +97,7 @@ def reuse_everything(prepared: PreparedRun, index: RecordIndex) -> list[Reused] 
             ]
         else:
             key = run_key(child_identity(step.project_name, step.flow_name, step.source_digest), fixed)
-            found = index.by_key.get(key)
+            found = index.find(step.alias, key)
             candidates = [found] if found is not None else []
         flow = f"{step.project_name}/{step.flow_name}"
         record = next((r for r in candidates if r.flow == flow and r.version == step.source_digest), None)

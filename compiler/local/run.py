@@ -159,7 +159,7 @@ def execute(
 
         flow = load_generated_flow(prepared)
         backend = ProcessBackend(
-            plan, prepared.spec_display, supervisor, project.root, run_id, progress, reuse=index.by_key
+            plan, prepared.spec_display, supervisor, project.root, run_id, progress, reuse=index
         )
         progress.begin(prepared, run_id)
         if resume:
@@ -262,7 +262,7 @@ def _all_reused(prepared: PreparedRun, progress: Progress, run_id: str, run_dir:
     children = [reused_summary(item) for item in reused]
     for item in reused:
         progress.reused_line(item.step.alias, item.record)
-    _write_record(prepared, run_id, run_dir, started_at, [item.record.as_json() for item in reused])
+    _write_record(prepared, run_id, run_dir, started_at, [{**item.record.as_json(), "step": item.step.alias} for item in reused])
     summary = RunSummary(
         run_id=run_id,
         run_dir=project.relative(run_dir),
