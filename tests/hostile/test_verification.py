@@ -64,7 +64,7 @@ def test_a_forged_header_never_vouches_for_its_file(generated: Path, name: str, 
 
 def test_every_compiler_source_is_an_input(monkeypatch: pytest.MonkeyPatch) -> None:
     names = [name for name, _ in fingerprint.compiler_files()]
-    for expected in ("render.py", "plan.py", "spec.py", "values.py", "templates/flow.py.j2", "runtime/tasks.py"):
+    for expected in ("targets/prefect1/render.py", "planner.py", "plan.py", "spec.py", "values.py", "build/images.py", "templates/prefect1/flow.py.j2", "runtime/tasks.py"):
         assert expected in names
     before = fingerprint.toolchain_digest()
     real = Path.read_bytes
