@@ -11,7 +11,9 @@ import click
 from compiler import __version__, console
 from compiler.completion import complete_params, complete_specs
 from compiler.config import ConfigError, Project, find_project
-from compiler.diagnostics import CompileError, Diagnostic, format_diagnostics
+from compiler.commands.common import fail
+from compiler.commands.generate import run_generate
+from compiler.diagnostics import CompileError
 
 FORMATS = click.Choice(["text", "json", "github"])
 
@@ -80,17 +82,6 @@ def _spec_paths(project: Project, specs: tuple[str, ...]) -> list[Path] | None:
     return paths
 
 
-def _fail(diagnostics: list[Diagnostic], style: str) -> None:
-    # json and github output are for machines and go to stdout; text is for people, on stderr.
-    if style == "text":
-        console.error(format_diagnostics(diagnostics, style))
-        count = len(set(diagnostics))
-        console.error(f"{count} error{'s' if count != 1 else ''}; nothing was written")
-    else:
-        console.out(format_diagnostics(diagnostics, style))
-    sys.exit(1)
-
-
 @main.command()
 @click.argument("specs", nargs=-1, type=click.Path(dir_okay=False), shell_complete=complete_specs)
 @click.option("--format", "style", type=FORMATS, default="text", help="How to print diagnostics.")
@@ -121,75 +112,6 @@ def generate(specs: tuple[str, ...], style: str, watch: bool, fail_on_change: bo
     sys.exit(code)
 
 
-def run_generate(
-    project: Project,
-    spec_paths: list[Path] | None,
-    style: str,
-    quiet: bool = False,
-    fail_on_change: bool = False,
-    counts: bool = True,
-) -> int:
-    """One generate pass; returns the exit code. Shared by `generate` and `build` (which says only
-    what it wrote: `counts=False` drops the summary line)."""
-    from filelock import FileLock
-
-    from compiler.output import build_tree, load_lock, write_tree
-
-    try:
-        lock = load_lock(project)
-    except CompileError as error:
-        _fail(error.diagnostics, style)
-    with FileLock(_generate_lock_path(project)):
-        with console.progress_bar("generating") as progress:
-            tree = build_tree(project, spec_paths, lock, progress)
-        if tree.diagnostics:
-            _fail(tree.diagnostics, style)
-        try:
-            report = write_tree(project, tree)
-        except OSError as error:  # disk full, permissions: write_tree has put everything back
-            unchanged = project.relative(project.generated_dir)
-            click.echo(f"error: cannot write generated files: {error}; {unchanged}/ is unchanged", err=True)
-            sys.exit(1)
-    # People read these on stderr; with --format json, stdout holds the (empty) diagnostics only.
-    if style == "json":
-        console.out("[]")
-    if not quiet:
-        for path in report.written:
-            edited = " (overwrote a hand edit: change the spec instead)" if path in report.hand_edited else ""
-            console.info(f"wrote {path}{edited}")
-        for path in report.removed:
-            console.info(f"removed {path}")
-        console.detail(f"{tree.skipped} spec(s) up to date by their headers, not rendered")
-        if counts:
-            console.info(
-                f"{tree.specs} spec{'s' if tree.specs != 1 else ''}: {len(report.written)} file(s) written, "
-                f"{report.unchanged} unchanged, {len(report.removed)} removed"
-            )
-    return 1 if fail_on_change and (report.written or report.removed) else 0
-
-
-def _generate_lock_path(project: Project) -> str:
-    """Where concurrent generates serialise: .flowc/ in the project, else (a read-only root) this
-    machine's cache."""
-    state = project.root / ".flowc"
-    try:
-        state.mkdir(exist_ok=True)
-        return str(state / "generate.lock")
-    except OSError:
-        import hashlib
-
-        from compiler.rendercache import cache_dir
-
-        locks = cache_dir() / "locks"
-        try:
-            locks.mkdir(parents=True, exist_ok=True)
-        except OSError:
-            import tempfile
-
-            locks = Path(tempfile.gettempdir())
-        return str(locks / f"generate-{hashlib.sha256(str(project.root).encode()).hexdigest()[:16]}.lock")
-
-
 @main.command()
 @click.argument("specs", nargs=-1, type=click.Path(dir_okay=False), shell_complete=complete_specs)
 @click.option("--format", "style", type=FORMATS, default="text", help="How to print diagnostics.")
@@ -207,66 +129,10 @@ def check(specs: tuple[str, ...], style: str, stat: bool) -> None:
     Exit codes: 0 up to date; 1 stale, missing or orphaned files, lock drift, or spec errors;
     2 usage errors.
     """
-    from compiler.lock import drifted, render_lock
-    from compiler.output import build_tree, load_lock, stale_files
-    from compiler.targets.prefect3.capture import capturer
+    from compiler.commands.check import run_check
 
     project = _project()
-    try:
-        lock = load_lock(project)
-    except CompileError as error:
-        _fail(error.diagnostics, style)
-    tree = build_tree(project, _spec_paths(project, specs), lock)
-    if tree.diagnostics:
-        _fail(tree.diagnostics, style)
-    stale = stale_files(project, tree)
-    changes = [(item.path, item.current, item.expected) for item in stale]
-    problems = [item.diagnostic() for item in stale]
-    drift = drifted(lock, project.root, project.python, capture3=capturer(project))
-    lock_display = project.relative(project.lock_path)
-    lock_text = project.lock_path.read_text(encoding="utf-8") if project.lock_path.exists() else ""
-    for key, changes_of_flow in sorted(drift.changes.items()):
-        message = f"{key} no longer matches its source {lock.flows[key].source}: {'; '.join(changes_of_flow)}; run `flowc lock`"
-        problems.append(Diagnostic(lock_display, _lock_line(lock_text, key), 1, message))
-    for key, error in sorted(drift.failed.items()):
-        problems.append(Diagnostic(lock_display, _lock_line(lock_text, key), 1, error))
-    if drift.lock is not None:
-        changes.append((lock_display, lock_text, render_lock(drift.lock.flows.values())))
-    if style == "json":
-        console.out(format_diagnostics(problems, "json"))
-    else:
-        for note in drift.notes:
-            console.note(note)
-        if changes:
-            from compiler.diffview import show_changes
-
-            show_changes(changes, stat, to_stderr=style == "github")
-        if problems:
-            if style == "text":
-                console.error(format_diagnostics(problems, style))
-            else:
-                console.out(format_diagnostics(problems, style))
-    if problems:
-        if style == "text":
-            console.error(
-                f"{len(problems)} problem(s): run `flowc generate` for generated files, `flowc lock` for the lock"
-            )
-        sys.exit(1)
-    if style == "text":
-        console.detail(f"{tree.skipped} of {tree.specs} spec(s) taken from this machine's render cache, not rendered")
-        if tree.specs == 0:
-            where = project.relative(project.specs_dir)
-            console.info(f"nothing to check: no specs in {where}/ ({project.specs_dir}); see [tool.flowc] specs")
-        else:
-            console.info(f"{tree.specs} spec(s) up to date")
-
-
-def _lock_line(lock_text: str, key: str) -> int:
-    """The line of a flow's entry in the lock, so annotations land on it."""
-    for number, line in enumerate(lock_text.splitlines(), start=1):
-        if line.strip() in (f"{key}:", f"'{key}':", f'"{key}":'):
-            return number
-    return 1
+    run_check(project, _spec_paths(project, specs), style, stat)
 
 
 @main.command()
@@ -285,47 +151,9 @@ def lock(check_only: bool) -> None:
     Exit codes: 0 written or up to date; 1 spec errors, a source that cannot be captured, or
     (--check) a lock that differs.
     """
-    from compiler.lock import relock, render_lock, wanted_flows
-    from compiler.output import atomic_write, load_lock, unified_diff
-    from compiler.targets.prefect3.capture import capturer
+    from compiler.commands.lock import run_lock
 
-    project = _project()
-    wanted, problems = wanted_flows(project)
-    try:
-        current = load_lock(project)
-    except CompileError as error:
-        problems.extend(error.diagnostics)
-        current = None
-    if problems:
-        _fail(problems, "text")
-    relocked = relock(wanted, current, project.root, project.python, capture3=capturer(project))
-    for note in relocked.notes:
-        console.note(note)
-    if relocked.problems:
-        _fail(relocked.problems, "text")
-    flows = relocked.flows
-    text = render_lock(flows)
-    display = project.relative(project.lock_path)
-    before = project.lock_path.read_text(encoding="utf-8") if project.lock_path.is_file() else None
-    if before == text:
-        console.info(f"{display} is up to date ({len(flows)} flows)")
-        return
-    if check_only:
-        console.out(unified_diff(display, before, text), nl=False)
-        line = _first_difference(before or "", text)
-        console.error(f"{display}:{line}:1: error: the lock differs from what its sources give now; run `flowc lock`")
-        sys.exit(1)
-    try:
-        atomic_write(project.lock_path, text)
-    except OSError as error:
-        console.error(f"{display}:1:1: error: cannot write the lock: {error.strerror or error}; it is unchanged")
-        sys.exit(1)
-    console.info(f"wrote {display} ({len(flows)} flows)")
-
-
-def _first_difference(before: str, after: str) -> int:
-    old, new = before.splitlines(), after.splitlines()
-    return next((i for i, (a, b) in enumerate(zip(old, new), start=1) if a != b), min(len(old), len(new)) + 1)
+    run_lock(_project(), check_only)
 
 
 @main.command()
@@ -356,7 +184,7 @@ def _plan_or_fail(spec: str):  # noqa: ANN202 - returns compiler.plan.Plan
         display = project.relative(path)
         return compile_plan(read_spec(path, display), display, load_lock(project), project.target)
     except CompileError as error:
-        _fail(error.diagnostics, "text")
+        fail(error.diagnostics, "text")
 
 
 @main.command()

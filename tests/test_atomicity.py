@@ -17,7 +17,7 @@ import yaml
 
 import compiler.targets.prefect1.render
 from benchmarks import synthetic
-from compiler.cli import run_generate
+from compiler.commands.generate import run_generate
 from compiler.config import Project, find_project
 
 REPO = Path(__file__).resolve().parents[1]

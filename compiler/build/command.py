@@ -28,7 +28,7 @@ def build_command(
     generate: Callable[..., int],
 ) -> int:
     """The whole `flowc build`; returns the exit code. `generate` is the command's generate pass
-    (compiler.cli.run_generate), run first so the images hold what the specs say."""
+    (compiler.commands.generate.run_generate), run first so the images hold what the specs say."""
     code = generate(project, spec_paths, "text", counts=False)
     if code:
         return code

@@ -1,0 +1,1 @@
+"""The commands' implementations; compiler/cli.py parses their arguments and calls them."""
