@@ -117,7 +117,7 @@ class PrefectServerStandIn:
 def standin() -> Iterator[tuple[PrefectServerStandIn, str]]:
     """The stand-in on a free loopback port; yields it and its URL."""
     state = PrefectServerStandIn()
-    with graphql_server(state.handle) as url:
+    with graphql_server(lambda body: state.handle(body)) as url:  # late-bound: tests may wrap handle
         yield state, url
 
 
