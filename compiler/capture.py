@@ -115,7 +115,8 @@ def capture(request: Request, python: str, root: Path, timeout: float) -> Answer
             ),
             encoding="utf-8",
         )
-        outcome = _run(python, root, [str(INTROSPECT), str(request_path), str(answer_path)], request.key, timeout)
+        command = [python, "-c", BOOT, str(INTROSPECT), str(request_path), str(answer_path)]
+        outcome = run_isolated(command, root, request.key, timeout)
         data = _read_answer(answer_path)
     if data is None:
         return Answer(request, None, outcome or "the process ended without describing the flow")
@@ -132,12 +133,15 @@ def _read_answer(path: Path) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
-def _run(python: str, root: Path, arguments: list[str], label: str, timeout: float) -> str | None:
-    """Run the child to its end; None when it exited 0, else why it did not."""
-    env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1", PYTHONUNBUFFERED="1")
+def run_isolated(command: list[str], root: Path, label: str, timeout: float, env: dict[str, str] | None = None) -> str | None:
+    """Run one capturing child (`command[0]` is its interpreter) in a process group of its own,
+    its output forwarded with `[label]`, stopped at `timeout` or with flowc; None when it exited 0,
+    else why it did not. `env` adds to (or overrides) flowc's environment."""
+    python = command[0]
+    env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1", PYTHONUNBUFFERED="1", **(env or {}))
     try:
         process = subprocess.Popen(
-            [python, "-c", BOOT, *arguments],
+            command,
             cwd=root,
             env=env,
             stdin=subprocess.DEVNULL,

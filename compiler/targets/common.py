@@ -3,6 +3,7 @@ pass, and the escaping of spec text into comments and Markdown cells."""
 
 from __future__ import annotations
 
+import json
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
@@ -10,6 +11,8 @@ from compiler.fingerprint import TEMPLATES_DIR
 
 if TYPE_CHECKING:
     import jinja2
+
+    from compiler.plan import Plan
 
 
 @lru_cache(maxsize=1)
@@ -64,3 +67,15 @@ def printable(text: str) -> str:
 def md(text: str) -> str:
     """Text for a Markdown table cell inside backticks."""
     return printable(" ".join(text.replace("|", "\\|").replace("`", "'").split()))
+
+
+def parameter_rows(plan: Plan) -> list[dict[str, str]]:
+    """The README's table of composite parameters, the same for every target."""
+    return [
+        {
+            "name": md(p.name),
+            "default": "" if p.required else f"`{md(json.dumps(p.default))}`",
+            "required": "yes" if p.required else "no",
+        }
+        for p in plan.parameters
+    ]

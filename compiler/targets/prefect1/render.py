@@ -12,7 +12,7 @@ from typing import Any
 from compiler.fingerprint import header_lines
 from compiler.graph import mermaid, node_suffix
 from compiler.plan import MappedInput, Plan, Step
-from compiler.targets.common import comment, format_python, md, template
+from compiler.targets.common import comment, format_python, md, parameter_rows, template
 from compiler.targets.prefect1.options import duration_text, retries_cell, run_options
 from compiler.targets.prefect1.scans import point_input_comment, point_input_expression, point_step_view, scan_rows
 from compiler.values import literal  # the only way spec and lock values enter flow.py
@@ -169,14 +169,7 @@ def _readme_view(plan: Plan) -> dict[str, Any]:
             }
             for number, step in enumerate(plan.steps, start=1)
         ],
-        "parameter_rows": [
-            {
-                "name": md(p.name),
-                "default": "" if p.required else f"`{md(json.dumps(p.default))}`",
-                "required": "yes" if p.required else "no",
-            }
-            for p in plan.parameters
-        ],
+        "parameter_rows": parameter_rows(plan),
         "mapping_rows": [
             {
                 "target": md(f"{step.alias}.{m.parameter}"),

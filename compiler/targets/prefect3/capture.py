@@ -8,9 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -22,7 +19,6 @@ if TYPE_CHECKING:
     from compiler.lock import Capture3
 
 INTROSPECT = Path(__file__).resolve().parent / "introspect.py"
-TIMEOUT_S = float(os.environ.get("FLOWC_IMPORT_TIMEOUT", "120"))
 
 
 def interpreter_missing(python: str) -> bool:
@@ -44,34 +40,18 @@ def capture_prefect3(project_name: str, name: str, source: str, python: str, roo
 
 
 def _introspect(source: str, python: str, root: Path, label: str) -> dict[str, Any]:
+    from compiler.capture import import_timeout, run_isolated
+
     with tempfile.TemporaryDirectory(prefix="flowc-lock3-") as scratch:
         request, answer = Path(scratch) / "request.json", Path(scratch) / "answer.json"
         request.write_text(json.dumps({"root": str(root), "source": source}), encoding="utf-8")
-        env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1", PYTHONPATH=_pythonpath(root))
-        try:
-            process = subprocess.Popen(
-                [python, str(INTROSPECT), str(request), str(answer)],
-                cwd=root,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        except OSError as error:
-            raise CaptureError(f"{label}: cannot start the Prefect 3 interpreter {python!r}: {error}") from None
-        try:
-            output, _ = process.communicate(timeout=TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.communicate()
-            raise CaptureError(f"{label}: importing {source} did not finish within {TIMEOUT_S:g}s") from None
-        for line in output.decode("utf-8", "replace").splitlines():
-            sys.stderr.write(f"[{label}] {line}\n")
+        command = [python, str(INTROSPECT), str(request), str(answer)]
+        outcome = run_isolated(command, root, label, import_timeout(), env={"PYTHONPATH": _pythonpath(root)})
         try:
             data = json.loads(answer.read_text(encoding="utf-8"))
         except (OSError, ValueError):
-            raise CaptureError(f"{label}: the Prefect 3 interpreter {python!r} did not describe {source}") from None
+            why = outcome or f"the Prefect 3 interpreter {python!r} did not describe {source}"
+            raise CaptureError(f"{label}: {why}") from None
     if not data.get("ok"):
         raise CaptureError(f"cannot lock {label} from {source}: {data.get('error')}")
     return data

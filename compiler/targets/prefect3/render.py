@@ -15,7 +15,7 @@ import yaml
 from compiler.fingerprint import header_lines
 from compiler.plan import MappedInput, Plan, Step
 from compiler.graph import mermaid
-from compiler.targets.common import comment, format_python, md, template
+from compiler.targets.common import comment, format_python, md, parameter_rows, template
 from compiler.targets.prefect3.checks import base_image
 from compiler.values import literal
 
@@ -211,14 +211,7 @@ def _readme_view(plan: Plan) -> dict[str, Any]:
             }
             for number, step in enumerate(plan.steps, start=1)
         ],
-        "parameter_rows": [
-            {
-                "name": md(p.name),
-                "default": "" if p.required else f"`{md(json.dumps(p.default))}`",
-                "required": "yes" if p.required else "no",
-            }
-            for p in plan.parameters
-        ],
+        "parameter_rows": parameter_rows(plan),
         "mapping_rows": [
             {
                 "target": md(f"{step.alias}.{m.parameter}"),
