@@ -1,5 +1,4 @@
-"""What every target's renderer shares: the Jinja2 environment over templates/, black in one
-pass, and the escaping of spec text into comments and Markdown cells."""
+"""What every target's renderer shares: the Jinja2 environment over templates/, black's layout, and the escaping of spec text into comments and Markdown cells."""
 
 from __future__ import annotations
 
@@ -37,7 +36,20 @@ BLACK_MODE_ARGS = {"line_length": 100}
 
 
 def format_python(source: str) -> str:
-    """black, in one pass: black is most of a compile's time (README.md, Benchmarks).
+    """A template's Python output in black's layout, without running black on the hot path.
+
+    compiler.targets.layout lays out each statement by black's rules and hands black only what
+    it is not sure of (README.md, "flowc check, cold and warm"); the bytes are the ones
+    `format_with_black` makes, which tests/test_fast_layout.py checks for every example and for
+    random specs and values.
+    """
+    from compiler.targets.layout import format_module
+
+    return format_module(source, BLACK_MODE_ARGS["line_length"])
+
+
+def format_with_black(source: str) -> str:
+    """black itself, in one pass: the oracle format_python's output is held to.
 
     `black.format_str` formats twice whenever its input was not already black's output (the
     second pass only guards against rare instabilities), which the template's output never is.

@@ -1,0 +1,317 @@
+"""flow.py in black's layout without running black: the templates write every fixed part in
+black's form, and this module lays out each statement the way black would (compiler.targets.splits).
+
+`format_module` reads the template's output line by line. Comments, blank lines and docstrings
+pass through as the templates wrote them (they are black's form already; tests check it); every
+statement is re-spaced and split by black's rules. A statement this module is not sure of
+(non-ASCII text, which black measures by display width; strings whose quotes black would
+change; a split it does not follow) is formatted by black alone, in its indentation; anything
+else it does not know (a comment inside brackets, an unknown keyword) sends the whole file to
+black. Either way the bytes are black's: tests/test_fast_layout.py compares with black.
+"""
+
+from __future__ import annotations
+
+import keyword
+import re
+from functools import lru_cache
+
+from compiler.targets.splits import CLOSING, OPENING, Leaf, Line, NotCovered, lay_out
+
+
+class _Unknown(Exception):
+    """Source this module does not read: the whole file goes to black."""
+
+
+_TOKEN = re.compile(
+    r"""(?P<space>[ ]+)
+    |(?P<doc>\"\"\"|''')
+    |(?P<prefixed>[A-Za-z]{1,2}["'])
+    |(?P<str>"(?:[^"\\\n]|\\.)*"|'(?:[^'\\\n]|\\.)*')
+    |(?P<num>[0-9][0-9.]*(?:e[+-]?[0-9]+)?(?![\w.]))
+    |(?P<name>[^\W\d]\w*)
+    |(?P<op>->|\*\*|[()\[\]{},:.=@*\-])
+    """,
+    re.VERBOSE,
+)
+_KEYWORDS = frozenset(keyword.kwlist) - {"None", "True", "False"}
+_STATEMENT_KEYWORDS = frozenset({"from", "import", "as", "with", "def", "return"})
+_FLOAT = re.compile(r"[0-9]+(?:\.[0-9]+)?(?:e[+-]?[0-9]+)?|[0-9]+")
+
+
+def format_module(source: str, width: int) -> str:
+    """`source` (a template's output) as black formats it, with black's line length `width`."""
+    try:
+        lines = _format_lines(source, width)
+    except _Unknown:
+        return _black_module(source, width)
+    while lines and not lines[-1]:
+        lines.pop()
+    return "\n".join(lines) + "\n"
+
+
+def _format_lines(source: str, width: int) -> list[str]:
+    out: list[str] = []
+    physical = source.split("\n")
+    index = 0
+    while index < len(physical):
+        text = physical[index]
+        stripped = text.strip()
+        indent = len(text) - len(text.lstrip(" "))
+        if not stripped:
+            if out:
+                out.append("")
+            index += 1
+            continue
+        if "\t" in text or indent % 4:
+            raise _Unknown
+        depth = indent // 4
+        if stripped.startswith("#"):
+            out.append(text.rstrip())
+            index += 1
+            continue
+        if stripped.startswith('"""'):
+            index = _docstring(physical, index, depth, width, out)
+            continue
+        tokens, index = _logical_line(physical, index)
+        out.extend(_statement(tokens, depth, width))
+    return out
+
+
+def _docstring(physical: list[str], index: int, depth: int, width: int, out: list[str]) -> int:
+    """A docstring passes through when black would leave it as written; else the file goes to black."""
+    first = physical[index].strip()
+    end = index
+    if not (first.endswith('"""') and len(first) >= 6):
+        end = index + 1
+        while end < len(physical) and '"""' not in physical[end]:
+            end += 1
+        if end == len(physical) or not physical[end].strip() == '"""':
+            raise _Unknown
+    text = "\n".join(physical[index : end + 1]).strip()
+    body = text[3:-3]
+    prefix = "    " * depth
+    if not body or "\\" in body or "\t" in body or '"""' in body or body[0] in ' "' or body.rstrip(" ")[-1:] == '"':
+        raise _Unknown
+    lines = body.split("\n")
+    if len(lines) == 1:
+        if body != body.strip():
+            raise _Unknown
+    elif lines[-1] != prefix or lines[0] != lines[0].strip():
+        raise _Unknown
+    for line in lines[1:-1]:
+        if line and (not line.startswith(prefix) or line != line.rstrip() or line[len(prefix)] == " "):
+            raise _Unknown
+    out.extend(physical[index : end + 1])
+    return end + 1
+
+
+def _logical_line(physical: list[str], index: int) -> tuple[list[tuple[str, str]], int]:
+    """The tokens of the statement starting at physical line `index`, across its brackets."""
+    tokens: list[tuple[str, str]] = []
+    level = 0
+    while True:
+        if index >= len(physical):
+            raise _Unknown
+        text = physical[index]
+        position = 0
+        while position < len(text):
+            match = _TOKEN.match(text, position)
+            if match is None:
+                raise _Unknown  # a comment after code, a character this module does not read
+            kind = match.lastgroup or ""
+            value = match.group()
+            position = match.end()
+            if kind == "space":
+                continue
+            if kind in ("doc", "prefixed"):
+                raise _Unknown
+            if kind == "op" and value in OPENING:
+                level += 1
+            elif kind == "op" and value in CLOSING:
+                level -= 1
+            tokens.append((kind, value))
+        index += 1
+        if level <= 0:
+            if level < 0:
+                raise _Unknown
+            return tokens, index
+
+
+def _statement(tokens: list[tuple[str, str]], depth: int, width: int) -> list[str]:
+    try:
+        leaves, is_import, is_def = _leaves(tokens)
+    except NotCovered:
+        return _black_statement(_one_line(tokens), depth, width)
+    line = Line(leaves, depth, is_import=is_import, is_def=is_def)
+    try:
+        return lay_out(line, width)
+    except NotCovered:
+        return _black_statement(_one_line(tokens), depth, width)
+
+
+def _one_line(tokens: list[tuple[str, str]]) -> str:
+    """The statement as valid one-line source for black (spacing is black's business)."""
+    return " ".join(value for _, value in tokens)
+
+
+def _leaves(tokens: list[tuple[str, str]]) -> tuple[list[Leaf], bool, bool]:
+    """Leaves with black's spacing, bracket pairs, and the invisible parentheses black adds
+    around an assignment's value, a return value, imported names and a with statement's items."""
+    first = tokens[0][1]
+    is_import = first in ("from", "import")
+    is_def = first == "def"
+    leaves: list[Leaf] = []
+    stack: list[tuple[Leaf, str]] = []  # opening bracket, and what it opens: call, def, atom, subscript
+    annotated = False  # in a def's parameters: the current parameter has an annotation
+    optional_at: int | None = None  # where black's invisible parentheses open
+    previous: Leaf | None = None
+    previous_unary = False
+    for index, (kind, value) in enumerate(tokens):
+        leaf = Leaf(_kind(kind, value), _normalized(kind, value))
+        context = stack[-1][1] if stack else "statement"
+        unary = leaf.kind in ("-", "*", "**") and (
+            previous is None or previous.kind in OPENING or previous.kind in (",", "=", ":", "->", "kw", "-", "*", "**")
+        )
+        if leaf.kind in ("-", "*", "**") and not unary:
+            raise _Unknown  # an operator: not in flowc's code
+        if leaf.kind == "kw" and value not in _STATEMENT_KEYWORDS:
+            raise _Unknown
+        if leaf.kind == "." and previous is not None and previous.kind in CLOSING:
+            raise _Unknown  # black splits such chains at their dots
+        if leaf.kind == "@" and index:
+            raise _Unknown
+        leaf.prefix = _space(previous, previous_unary, leaf, context, annotated)
+        if leaf.kind in OPENING:
+            if leaf.kind == "(":
+                if previous is not None and (previous.kind == "name" or previous.kind in CLOSING):
+                    opens = "def" if is_def and not stack else "call"
+                else:
+                    raise _Unknown  # parentheses black might remove or keep
+            elif leaf.kind == "[":
+                opens = "subscript" if previous is not None and (previous.kind in ("name", "str") or previous.kind in CLOSING) else "atom"
+            else:
+                opens = "atom"
+            leaf.atom = opens == "atom"
+            stack.append((leaf, opens))
+        elif leaf.kind in CLOSING:
+            opening, _ = stack.pop()
+            if {"(": ")", "[": "]", "{": "}"}[opening.kind] != leaf.kind:
+                raise _Unknown
+            opening.partner = leaf
+            leaf.partner = opening
+        if context == "def" and leaf.kind == ":":
+            annotated = True
+        elif context == "def" and leaf.kind == ",":
+            annotated = False
+        if not stack and optional_at is None and _opens_optional_parens(leaf, first, tokens, index):
+            optional_at = len(leaves) + 1
+        leaves.append(leaf)
+        previous, previous_unary = leaf, unary
+    if stack:
+        raise _Unknown
+    if optional_at is not None and optional_at < len(leaves):
+        end = len(leaves) - 1 if first == "with" else len(leaves)
+        _wrap_optional(leaves, optional_at, end)
+    return leaves, is_import, is_def
+
+
+def _opens_optional_parens(leaf: Leaf, first: str, tokens: list[tuple[str, str]], index: int) -> bool:
+    if first == "def" or first == "@":
+        return False
+    if first == "with":
+        return index == 0
+    if first == "from":
+        return leaf.value == "import"
+    if first == "return":
+        return index == 0
+    return leaf.kind == "="
+
+
+def _wrap_optional(leaves: list[Leaf], start: int, end: int) -> None:
+    if leaves[start].kind == "(" and leaves[start].atom:
+        raise NotCovered("parentheses black would make invisible")
+    opening = Leaf("(", "", leaves[start].prefix, atom=True)
+    leaves[start].prefix = ""
+    closing = Leaf(")", "", "", atom=True)
+    opening.partner = closing
+    closing.partner = opening
+    leaves.insert(end, closing)
+    leaves.insert(start, opening)
+
+
+def _kind(kind: str, value: str) -> str:
+    if kind == "name":
+        return "kw" if value in _KEYWORDS else "name"
+    if kind == "op":
+        return value
+    return kind
+
+
+def _normalized(kind: str, value: str) -> str:
+    """A literal as black writes it: double quotes where black prefers them, numbers in lower case."""
+    if kind == "str":
+        if not value.isascii():
+            raise NotCovered("non-ASCII text: black measures it by display width")
+        body = value[1:-1]
+        if "\\'" in body or '\\"' in body or "\\N" in body:
+            raise NotCovered("escaped quotes")
+        if value[0] == "'":
+            if '"' in body:
+                raise NotCovered("a string black would weigh quotes for")
+            return '"' + body + '"'
+        if "'" in body:
+            return value
+        return value
+    if kind == "num":
+        if not _FLOAT.fullmatch(value):
+            raise NotCovered("a number black would rewrite")
+        mantissa, e, exponent = value.partition("e")
+        return mantissa + e + exponent.lstrip("+")
+    if kind == "name" and not value.isascii():
+        raise NotCovered("a non-ASCII name")
+    return value
+
+
+def _space(previous: Leaf | None, after_unary: bool, leaf: Leaf, context: str, annotated: bool) -> str:
+    """black's whitespace() for the leaves flowc's code is made of."""
+    if previous is None:
+        return ""
+    kind = leaf.kind
+    if kind in CLOSING or kind in (",", ":", "."):
+        return ""
+    before = previous.kind
+    if before in OPENING or before in (".", "@") or after_unary:
+        return ""
+    if kind in ("(", "[") and (before in ("name", "str") or before in CLOSING):
+        return ""
+    if (kind == "=" or before == "=") and (context == "call" or context == "def" and not annotated):
+        return ""
+    return " "
+
+
+@lru_cache(maxsize=4096)
+def _black_statement(source: str, depth: int, width: int) -> list[str]:
+    """One statement formatted by black at `depth`, inside as many `if` blocks (a decorator
+    or a block's header with a body to format it with, cut off again)."""
+    import black
+
+    indent = "    " * depth
+    wrapped = "".join("    " * level + "if x:\n" for level in range(depth)) + indent + source + "\n"
+    extra = 0
+    if source.startswith("@"):
+        wrapped += indent + "def _():\n" + indent + "    pass\n"
+        extra = 2
+    elif source.endswith(":"):
+        wrapped += indent + "    pass\n"
+        extra = 1
+    mode = black.Mode(target_versions={black.TargetVersion.PY310}, line_length=width)
+    lines = black.format_str(wrapped, mode=mode).rstrip("\n").split("\n")
+    return lines[depth : len(lines) - extra]
+
+
+def _black_module(source: str, width: int) -> str:
+    import black
+
+    mode = black.Mode(target_versions={black.TargetVersion.PY310}, line_length=width)
+    return black.format_str(source, mode=mode)

@@ -1,0 +1,180 @@
+"""flow.py is laid out without black (compiler.targets.layout), and black is the oracle: for every
+example and for random specs and values, the fast layout of a template's output is byte for byte
+what black makes of it, and the examples need black for no statement at all."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import black
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from compiler.compile import compile_spec
+from compiler.lock import read_lock
+from compiler.targets import common, layout
+from compiler.targets.common import BLACK_MODE_ARGS, format_with_black
+from compiler.targets.prefect1 import render as prefect1_render
+from compiler.targets.prefect3 import render as prefect3_render
+from compiler.values import literal
+from tests.helpers import REPO, SPECS
+from tests.test_properties import LOCK, SPEC_PATH, dump, random_specs
+
+WIDTH = BLACK_MODE_ARGS["line_length"]
+VALUES = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+SPECS_SETTINGS = settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+@contextmanager
+def template_outputs(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
+    """Each flow.py as its template wrote it, before layout (rendered through black meanwhile)."""
+    captured: list[str] = []
+
+    def capture(source: str) -> str:
+        captured.append(source)
+        return format_with_black(source)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(prefect1_render, "format_python", capture)
+        patch.setattr(prefect3_render, "format_python", capture)
+        yield captured
+
+
+def assert_laid_out_as_black(source: str, *, fixpoint: bool = False) -> str:
+    fast = layout.format_module(source, WIDTH)
+    assert fast == format_with_black(source)
+    if fixpoint:
+        mode = black.Mode(target_versions={black.TargetVersion.PY310}, **BLACK_MODE_ARGS)
+        assert black.format_str(fast, mode=mode) == fast
+    return fast
+
+
+def _no_black(*args: Any) -> Any:
+    raise AssertionError(f"black was needed for {args[0][:200]!r}")
+
+
+def test_every_example_is_laid_out_as_black_would_without_black(monkeypatch: pytest.MonkeyPatch) -> None:
+    lock = read_lock((REPO / "specs" / "flows.lock.yaml").read_text(), "specs/flows.lock.yaml")
+    with template_outputs(monkeypatch) as sources:
+        for spec in SPECS:
+            compile_spec(spec.read_text(), f"specs/{spec.name}", lock)
+    assert len(sources) == len(SPECS)
+    monkeypatch.setattr(layout, "_black_statement", _no_black)
+    monkeypatch.setattr(layout, "_black_module", _no_black)
+    for source in sources:
+        assert_laid_out_as_black(source, fixpoint=True)
+
+
+def test_generate_and_check_do_not_import_black() -> None:
+    """black's import alone is ~0.1 s of a warm check (README.md, check speed)."""
+    code = (
+        "import sys\n"
+        "from compiler.compile import compile_spec\n"
+        "from compiler.lock import read_lock\n"
+        "from tests.helpers import REPO, SPECS\n"
+        "lock = read_lock((REPO / 'specs' / 'flows.lock.yaml').read_text(), 'specs/flows.lock.yaml')\n"
+        "for spec in SPECS:\n"
+        "    compile_spec(spec.read_text(), f'specs/{spec.name}', lock)\n"
+        "print('black' in sys.modules)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "False"
+
+
+# Random values, straight into the statements flowc writes ---------------------------------------
+
+scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.integers(-(10**30), 10**30)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.sampled_from([1e-07, -0.0, 1e16, 1.5e300, 5e-324, 0.1, 100.0])
+    | st.text(st.characters(min_codepoint=32, max_codepoint=126), max_size=120)
+    | st.text(st.characters(codec="ascii"), max_size=40)
+    | st.text(max_size=8)
+    | st.sampled_from(["it's", 'say "hi"', "both ' and \"", "back\\slash", "tab\there", "\x00\x1b", "é", "日本", "a\\'b"])
+)
+values = st.recursive(
+    scalars,
+    lambda inner: st.lists(inner, max_size=6) | st.dictionaries(st.text(st.characters(codec="ascii"), max_size=40), inner, max_size=5),
+    max_leaves=12,
+)
+names = st.from_regex(r"[a-z][a-z0-9_]{0,60}", fullmatch=True)
+
+
+def _statements(name: str, value: Any) -> str:
+    """The statement shapes of both templates, holding `value`."""
+    text = literal(value)
+    return (
+        f"X = {text}\n"
+        f"with IndexedFlow({literal(name)}, executor=LocalThreadExecutor(), run_config=DockerRun(image=IMAGE, labels=LABELS, env={text}), storage=Local(path='/opt/flowc/flow.py', validate=False,),) as flow:\n"
+        f"    {name} = Parameter({literal(name)}, default={text})\n"
+        f"    {name}_run = run_child_flow.map(flow_name=unmapped({literal(name)}), parameters={{ {literal(name)}: {name}, 'x': {text}, }}, labels=unmapped({text}), task_args={{'name': {literal('run ' + name)} }}, upstream_tasks=[{name}],)\n"
+        f"    {name}_points = load_db_result.map(get_task_run_result.map({name}_run, unmapped({literal(name)})), attribute_index=unmapped({text}))\n"
+        f"    {name}_p = point_parameters.map(unmapped({{ {literal(name)}: {name} }}), **{{ {literal(name)}: {name} }}, upstream_tasks=[{name}_run], task_args={{'name': {literal(name)} }})\n"
+        f"PARAMETERS = flowc.CompositeParameters(defaults={{ {literal(name)}: {text}, }}, required=[{literal(name)}, ],)\n"
+        "\n\n"
+        f"@task(name={literal(name)}, retries=2, retry_delay_seconds={text})\n"
+        f"def run_{name}(parameters: Dict[str, Any]) -> flowc.ChildRun:\n"
+        f'    """Run {name}."""\n'
+        f"    return flowc.outcome({{ {literal(name)}: {name}, 'x': {text}, }})\n"
+    )
+
+
+@VALUES
+@given(names, values)
+def test_random_values_are_laid_out_as_black_would(name: str, value: Any) -> None:
+    assert_laid_out_as_black(_statements(name, value))
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "x" * 95,
+        "x" * 200,
+        ["y" * 90],
+        {"k" * 50: ["v" * 40, {"deep": [[[[1.5e-07]]]]}]},
+        list(range(60)),
+        "naïve " * 20,
+        ["it's"] * 30,
+    ],
+)
+def test_long_and_awkward_values_are_laid_out_as_black_would(value: Any) -> None:
+    assert_laid_out_as_black(_statements("step_with_a_rather_long_name_for_a_python_variable", value))
+
+
+def test_source_it_does_not_read_goes_to_black_whole() -> None:
+    source = "x = 1  # a comment after code\ny = f(a + b)\nz = [\n    1,  # inside\n]\n"
+    assert assert_laid_out_as_black(source) == format_with_black(source)
+
+
+# Random specs, both targets ------------------------------------------------------------------------
+
+
+@SPECS_SETTINGS
+@given(random_specs(max_steps=8), st.sampled_from(["prefect1", "prefect3"]), values)
+def test_random_specs_are_laid_out_as_black_would(case: tuple[dict[str, Any], Any], target: str, value: Any) -> None:
+    spec = case[0]
+    spec["target"] = target
+    if target == "prefect3":
+        spec["image"] = "localhost:5000/random"
+        spec["work_pool"] = "pool"
+    for step in spec["composing_flows"]:
+        if step.get("parameters"):
+            step["parameters"][next(iter(step["parameters"]))] = value
+    with pytest.MonkeyPatch.context() as patch, template_outputs(patch) as sources:
+        try:
+            compile_spec(dump(spec), SPEC_PATH, LOCK)
+        except Exception as error:  # a value the values policy rejects, or a prefect3-only rule
+            if type(error).__name__ != "CompileError":
+                raise
+    for source in sources:
+        assert_laid_out_as_black(source)
+    assert common.format_python is not None
