@@ -29,6 +29,21 @@ from tests.helpers import PREFECT1_SPECS, copy_project, flowc
 INTEGRATION = os.environ.get("FLOWC_INTEGRATION") == "1"
 BASE_IMAGE = "prefecthq/prefect:1.4.1-python3.10"
 
+# Loads a prefect3 composite inside its image as a worker does (the deployment's entrypoint, from
+# the pull step's directory) and prints what it found, with what the image holds besides.
+LOAD_PREFECT3_FLOW = (
+    "import json, os, sys, importlib.util as u, importlib.metadata as m, yaml, prefect; "
+    "from prefect.flows import load_flow_from_entrypoint as load; "
+    "d = yaml.safe_load(open('/opt/flowc/prefect.yaml')); "
+    "os.chdir(d['pull'][0]['prefect.deployments.steps.set_working_directory']['directory']); "
+    "[dep] = d['deployments']; f = load(dep['entrypoint']); "
+    "print(json.dumps({'name': f.name, 'signature': sorted(f.parameters.properties), "
+    "'defaults': sys.modules[f.fn.__module__].PARAMETERS.defaults, "
+    "'image': dep['work_pool']['job_variables']['image'], 'prefect': prefect.__version__, "
+    "'flowc': m.version('flowc'), 'runtime': u.find_spec('compiler.targets.prefect3.runtime').origin, "
+    "'missing': [n for n in ('black', 'watchfiles', 'filelock', 'marshmallow') if u.find_spec(n) is None]}))"
+)
+
 # Loads the flow inside the image as an agent does and prints what it found.
 LIST_PARAMETERS = (
     "import json; from prefect.utilities.storage import extract_flow_from_file as load; "
@@ -111,7 +126,7 @@ def test_every_example_spec_builds_an_image_that_loads_its_flow(tmp_path: Path, 
     project_root = copy_project(tmp_path / "p")
     assert flowc("generate", cwd=project_root).returncode == 0
     project = find_project(project_root)
-    # prefect3 projects need a Prefect 3 base image, which this machine cannot pull or make.
+    # prefect3 projects: test_a_prefect3_project_builds_pushes_and_loads_in_its_image.
     targets = load_targets(project, [project_root / "specs" / p.name for p in PREFECT1_SPECS])
     assert sorted(t.name for t in targets) == sorted(p.stem for p in PREFECT1_SPECS)
 
@@ -246,3 +261,53 @@ def test_an_unreachable_registry_is_a_one_line_error_before_building(tmp_path: P
     assert "connection refused" in lines[0]
     assert lines[1] == "0 built, 0 up to date, 1 failed; registration skipped"
     assert "building" not in result.stderr
+
+
+def test_a_prefect3_project_builds_pushes_and_loads_in_its_image(tmp_path: Path, engine: Any, registry: str) -> None:
+    """fan_in3 under a registry image: built FROM the Prefect 3 base image, pushed, pulled back, loaded."""
+    import docker
+
+    from compiler.targets.prefect3.checks import PREFECT3_BASE_IMAGE
+
+    try:
+        engine.images.get(PREFECT3_BASE_IMAGE)
+    except docker.errors.ImageNotFound:
+        _unavailable(f"the base image {PREFECT3_BASE_IMAGE} is missing (scripts/base-image.sh {PREFECT3_BASE_IMAGE})")
+    name = f"fan_in3_probe_{uuid.uuid4().hex[:8]}"
+    repository = f"{registry}/flowc-test/{name}"
+    project_root = copy_project(tmp_path / "p")
+    text = (project_root / "specs" / "fan_in3.yaml").read_text()
+    text = text.replace("name: fan_in3\n", f"name: {name}\n")
+    text = text.replace("image: localhost:5000/fan_in3\n", f"image: {repository}\n")
+    (project_root / "specs" / f"{name}.yaml").write_text(text)
+    spec = f"specs/{name}.yaml"
+
+    first = flowc("build", "--no-register", spec, cwd=project_root)
+    assert first.returncode == 0, first.stdout + first.stderr
+    [target] = load_targets(find_project(project_root), [project_root / spec])
+    try:
+        assert target.target == "prefect3"
+        assert f"{name}: pushed {target.image}" in first.stderr
+        assert first.stderr.splitlines()[-1] == "1 built, 0 up to date, 1 pushed; registration skipped"
+        base = engine.images.get(PREFECT3_BASE_IMAGE)
+        assert engine.images.get(target.image).history()[-1]["Id"] == base.history()[-1]["Id"]
+
+        engine.images.remove(target.image, force=True)
+        pulled = engine.images.pull(repository, tag=target.tag)
+        assert pulled.labels["io.flowc.inputs"] == compile_plan(
+            (project_root / spec).read_text(), spec, load_lock(find_project(project_root))
+        ).inputs_digest
+        found = _run(engine, target.image, LOAD_PREFECT3_FLOW)
+        assert found == {
+            "name": name,
+            "signature": ["parameters"],
+            "defaults": {"start-factor": 2.0, "start-value": 1.5, "left-factor": 3.0, "right-factor": 5.0},
+            "image": target.image,
+            "prefect": PREFECT3_BASE_IMAGE.split(":")[1].split("-")[0],
+            "flowc": "0.1.0",
+            "runtime": "/usr/local/lib/python3.11/site-packages/compiler/targets/prefect3/runtime/__init__.py",
+            # flowc's build-time dependencies and Prefect 1's stay out of the image.
+            "missing": ["black", "watchfiles", "filelock", "marshmallow"],
+        }
+    finally:
+        _remove(engine, target.image)

@@ -83,6 +83,26 @@ def test_base_image_runs_prefect_1_4_1(docker_client: Any) -> None:
     assert output.decode().strip() == "1.4.1"
 
 
+def test_prefect3_base_image_runs_its_prefect_from_wheels_without_compilers(docker_client: Any) -> None:
+    """scripts/base-image.sh's Prefect 3 recipe: the tag's Prefect, its CLI on PATH, no gcc left in."""
+    from compiler.targets.prefect3.checks import PREFECT3_BASE_IMAGE
+
+    try:
+        image = docker_client.images.get(PREFECT3_BASE_IMAGE)
+    except Exception as exc:  # noqa: BLE001 - docker.errors.ImageNotFound
+        _unavailable(f"{PREFECT3_BASE_IMAGE} is missing (scripts/base-image.sh {PREFECT3_BASE_IMAGE}): {exc}")
+    assert image.attrs["Size"] < 500_000_000, "the Prefect 3 base image grew past ~420 MB"
+    code = (
+        "import json, shutil, sys, prefect; print(json.dumps([prefect.__version__, sys.version_info[:2], "
+        "shutil.which('prefect'), shutil.which('gcc')]))"
+    )
+    output = docker_client.containers.run(
+        PREFECT3_BASE_IMAGE, ["python", "-c", code], remove=True, network_disabled=True
+    )
+    version = PREFECT3_BASE_IMAGE.split(":")[1].split("-")[0]
+    assert json.loads(output.decode().strip()) == [version, [3, 11], "/usr/local/bin/prefect", None]
+
+
 def _tiny_context() -> io.BytesIO:
     """A build context for an image that needs no base: FROM scratch + one file."""
     marker = uuid.uuid4().hex.encode()
