@@ -43,6 +43,7 @@ MODULE_NAMES = frozenset(
         "scan_points",
         "point_names",
         "point_parameters",
+        "scan_parameters",
         "ScanSlots",
     }
 )

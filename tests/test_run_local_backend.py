@@ -158,3 +158,17 @@ def test_a_flow_name_in_two_projects_needs_its_project() -> None:
 def test_create_by_flow_id_needs_a_backend() -> None:
     with pytest.raises(ChildFlowNotFound, match="finds child flows by flow_name"):
         _backend().create_flow_run(flow_id="0c5b4c1c-0000-0000-0000-000000000000")
+
+
+def test_a_fork_server_ended_while_it_still_imports_is_killed_not_waited_for(tmp_path: Path) -> None:
+    """`flowc run` starts the fork server before its checks; a run that stops there (a stale
+    flow.py, a bad -p) does not wait for the server to finish importing Prefect."""
+    import signal
+    import sys
+
+    from compiler.local.supervise import ForkServer, start_launcher
+
+    launcher = start_launcher(sys.executable, tmp_path, "fork")
+    assert isinstance(launcher, ForkServer)
+    launcher.close()  # within milliseconds of its start: Prefect is not imported yet
+    assert launcher._process is not None and launcher._process.returncode == -signal.SIGKILL

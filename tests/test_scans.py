@@ -110,6 +110,47 @@ def test_serialized_flow_has_one_mapped_run_child_flow_per_per_point_step(tmp_pa
     assert len(tasks) == len(serialized["tasks"])
 
 
+def test_a_scanned_steps_first_child_waits_for_no_task_run_per_point() -> None:
+    """Everything upstream of `run impact` runs once (scan_parameters, not a mapped task), so
+    Prefect starts the first point's child without first running a task for every point."""
+    flow = _load_flow(REPO / "generated" / "impact_scan" / "flow.py", "impact_scan_flow_upstream")
+    (run_impact,) = [t for t in flow.tasks if t.name == "run impact"]
+    upstream, pending = set(), [run_impact]
+    while pending:
+        for edge in flow.edges_to(pending.pop()):
+            if edge.upstream_task not in upstream:
+                upstream.add(edge.upstream_task)
+                pending.append(edge.upstream_task)
+    mapped = [t.name for t in upstream if any(e.mapped for e in flow.edges_to(t))]
+    assert mapped == [] and "parameters of impact" in {t.name for t in upstream}
+
+
+def test_the_runs_parameters_reach_every_task_run_as_they_are() -> None:
+    """LocalFlowRunner: a scan list (a composite parameter) is not deep-copied into every task
+    run's context (Prefect's TaskRunner copies its context, lists included), which made a scan's
+    start quadratic in its points; Parameter tasks still read their values."""
+    from prefect import Flow, Parameter, task
+    import prefect
+
+    from compiler.local.engine import LocalFlowRunner
+    from compiler.runtime import LocalThreadExecutor
+
+    values = [0.001 * i for i in range(1000)]
+
+    @task
+    def same_list(index: int) -> bool:
+        return prefect.context.parameters["x"] is values
+
+    with Flow("context", executor=LocalThreadExecutor()) as flow:
+        x = Parameter("x", default=[0.0])
+        shared = same_list.map(list(range(20)))
+        length = task(lambda v: len(v), name="length")(x)
+    state = flow.run(parameters={"x": values}, runner_cls=LocalFlowRunner)
+    assert state.is_successful()
+    assert state.result[shared].result == [True] * 20
+    assert state.result[length].result == 1000
+
+
 def test_runtime_points_grid_first_parameter_slowest_and_zip() -> None:
     axes = {"quad_k": [0.1, 0.2, 0.3], "drift_length": [1.0, 2.0]}
     assert expand_points("impact", "grid", axes) == [

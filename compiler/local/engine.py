@@ -7,6 +7,11 @@ configuration into the thread's own and copies it (`merge_dicts`, `Config.copy`)
 ~6 ms a trivial task costs, profiled. A local orchestrator run never changes the configuration
 per task, and every thread's context already holds the same configuration (Prefect builds each
 thread's context from `prefect.config`), so this runner submits the tasks' contexts without it.
+The run's parameters reach every task as a read-only view (`MappingProxyType`) instead of a
+dict: each TaskRunner copies its whole context deeply (`prefect.context.to_dict()`, through lists
+too) and the executor looks for futures in it, so a scan's list of 1,000 values, a composite
+parameter, cost every task run 1,000 steps twice, quadratic in the points (profiled: most of the
+CPU before a 1,000-point scan's first child). Parameter tasks and result templates only read it.
 Everything else (the task runners, states, triggers, retries, results, the executor the flow
 gives) is Prefect's own; `flow.run(runner_cls=LocalFlowRunner)` is Prefect's public hook for it.
 """
@@ -15,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from types import MappingProxyType
 from typing import Any
 
 from prefect.engine.flow_runner import FlowRunner
@@ -44,7 +50,15 @@ class _WithoutConfig(Executor):
 
 
 class LocalFlowRunner(FlowRunner):
-    """Prefect's FlowRunner; the tasks' contexts reach their runners without Prefect's configuration."""
+    """Prefect's FlowRunner; the tasks' contexts reach their runners without Prefect's configuration,
+    and with the parameters as a view that no task run copies."""
+
+    def initialize_run(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+        initialized = super().initialize_run(*args, **kwargs)
+        parameters = initialized.context.get("parameters")
+        if isinstance(parameters, dict):
+            initialized.context["parameters"] = MappingProxyType(dict(parameters))
+        return initialized
 
     def get_flow_run_state(  # type: ignore[override]
         self,

@@ -23,7 +23,7 @@ import uuid
 from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from compiler import console
 from compiler.config import Project
@@ -41,6 +41,11 @@ from compiler.local.summary import (
     summarize_children,
 )
 
+if TYPE_CHECKING:
+    from compiler.local.supervise import ForkServer, Spawner
+
+    Launcher = ForkServer | Spawner
+
 EXIT_BY_SIGNAL = {signal.SIGINT: 130, signal.SIGTERM: 143}
 
 
@@ -56,21 +61,33 @@ def run_command(
     130 / 143 when interrupted. Usage errors in `-p` raise click.UsageError (2)."""
     from rich.console import Console
 
+    from compiler.local.supervise import start_launcher
+
+    # The child interpreter imports Prefect (most of a child's start) while this process checks
+    # the spec and imports Prefect itself: not one after the other before the first child.
+    launcher = start_launcher(project.python, Path.cwd())
     errors = Console(stderr=True, highlight=False, soft_wrap=True)
     try:
         prepared = prepare_run(project, spec_path, params)
     except CompileError as error:
+        launcher.close()
         errors.print(format_diagnostics(error.diagnostics), markup=False)
         return 1
     except RunSetupError as error:
+        launcher.close()
         errors.print(str(error), markup=False)
         return 1
+    except BaseException:  # a usage error in -p, an interrupt
+        launcher.close()
+        raise
     # Progress, the live line and the summary are said to a person: stderr (nothing under -q on
     # success); stdout holds only --json's document.
     progress = console.rich_stderr()
     watched = LiveProgress(progress, prepared.plan)
     with live_line(watched):
-        outcome = execute(prepared, watched, quiet_stdout=True, timeout_s=timeout_s, resume=resume)
+        outcome = execute(
+            prepared, watched, quiet_stdout=True, timeout_s=timeout_s, resume=resume, launcher=launcher
+        )
     summary = outcome.summary
     if as_json:
         sys.stdout.write(json.dumps(summary.as_json(), indent=2, default=repr) + "\n")
@@ -100,11 +117,13 @@ def execute(
     timeout_s: float | None = None,
     run_id: str | None = None,
     resume: bool = False,
+    launcher: Launcher | None = None,
 ) -> Outcome:
     """Run the generated flow with Prefect's engine and the process backend; summarise it.
 
     With `resume`, children whose run key has a successful record are reused; when all of them
-    can be, nothing is loaded or started (compiler.local.resume).
+    can be, nothing is loaded or started (compiler.local.resume). `launcher`: the children's,
+    already started (compiler.local.supervise.start_launcher); execute ends it.
     """
     from compiler.local.records import RecordIndex, load_index
     from compiler.local.resume import reuse_everything
@@ -119,11 +138,15 @@ def execute(
     if resume:
         everything = reuse_everything(prepared, index)
         if everything is not None:
+            if launcher is not None:
+                launcher.close()
             return _all_reused(prepared, progress, run_id, run_dir, everything)
     from compiler.local.supervise import OutputSink, Supervisor, describe_duration
 
     # The child interpreter starts importing Prefect while this process loads the orchestrator.
-    supervisor = Supervisor(project.python, run_dir, Path.cwd(), OutputSink(_child_stream(progress)))
+    supervisor = Supervisor(
+        project.python, run_dir, Path.cwd(), OutputSink(_child_stream(progress)), launcher=launcher
+    )
     received: list[int] = []
     stop_reason: list[str] = []
 

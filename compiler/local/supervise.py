@@ -329,7 +329,10 @@ class ForkServer:
         return int(waiting[1])
 
     def close(self) -> None:
-        """End the server: it kills whatever is left and exits."""
+        """End the server: it kills whatever is left and exits (killed at once while it is still
+        importing: no child exists before it is ready)."""
+        if self._process is not None and not self._ready.is_set():
+            kill_group(self._process.pid, signal.SIGKILL)
         try:
             self._control.shutdown(socket.SHUT_RDWR)
         except OSError:
@@ -341,6 +344,18 @@ class ForkServer:
             except subprocess.TimeoutExpired:
                 kill_group(self._process.pid, signal.SIGKILL)
                 self._process.wait()
+
+
+def start_launcher(python: str, cwd: Path, method: str | None = None) -> ForkServer | Spawner:
+    """The launcher of a run's children (`FLOWC_CHILD_START`, default fork). A fork server starts
+    importing Prefect at once, so `flowc run` starts it before its own checks and imports."""
+    env = dict(os.environ)
+    env["PYTHONUNBUFFERED"] = "1"
+    env.pop("PYTHONSTARTUP", None)
+    method = method or os.environ.get("FLOWC_CHILD_START", "fork")
+    if method not in START_METHODS:
+        raise ValueError(f"FLOWC_CHILD_START={method!r}: expected one of {', '.join(START_METHODS)}")
+    return ForkServer(python, cwd, env) if method == "fork" else Spawner(python, cwd, env)
 
 
 # The supervisor -----------------------------------------------------------------------------------
@@ -356,20 +371,14 @@ class Supervisor:
         cwd: Path,
         sink: OutputSink,
         method: str | None = None,
+        launcher: ForkServer | Spawner | None = None,
     ) -> None:
+        """`launcher`: one `start_launcher` already started (its interpreter is then `python`)."""
         self.python = python
         self.run_dir = run_dir
         self.sink = sink
-        env = dict(os.environ)
-        env["PYTHONUNBUFFERED"] = "1"
-        env.pop("PYTHONSTARTUP", None)
-        method = method or os.environ.get("FLOWC_CHILD_START", "fork")
-        if method not in START_METHODS:
-            raise ValueError(f"FLOWC_CHILD_START={method!r}: expected one of {', '.join(START_METHODS)}")
-        self.method = method
-        self._launcher: ForkServer | Spawner = (
-            ForkServer(python, cwd, env) if method == "fork" else Spawner(python, cwd, env)
-        )
+        self._launcher: ForkServer | Spawner = launcher or start_launcher(python, cwd, method)
+        self.method = "fork" if isinstance(self._launcher, ForkServer) else "spawn"
         self._lock = threading.Lock()
         self._children: list[ChildProcess] = []
         self._stopping: str | None = None

@@ -64,6 +64,7 @@ if TYPE_CHECKING:
         point_name,
         point_names,
         point_parameters,
+        scan_parameters,
         scan_points,
     )
     from compiler.runtime.tasks import load_db_result, load_file, save_db_result, save_file
@@ -119,6 +120,7 @@ _SUBMODULES = {
         "point_name",
         "point_names",
         "point_parameters",
+        "scan_parameters",
         "scan_points",
     ),
     "tasks": (
@@ -184,6 +186,7 @@ __all__ = [
     "run_child_flow",
     "save_db_result",
     "save_file",
+    "scan_parameters",
     "scan_points",
     "store_result",
     "unique_result_hash",

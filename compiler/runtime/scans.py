@@ -89,6 +89,13 @@ def point_names(step: str, points: list) -> list:
     return [point_name(step, point) for point in points]
 
 
+@task(name="scan_parameters")
+def scan_parameters(fixed: dict, points: list) -> list:
+    """Every point's child parameters, in point order: the broadcast ones and the point's own.
+    One task for the whole scan, so the first point's child starts without 1,000 task runs first."""
+    return [{**fixed, **point} for point in points]
+
+
 @task(name="point_parameters")
 def point_parameters(fixed: dict, point: Optional[dict] = None, **values: Any) -> dict:
     """One point's child parameters: the broadcast ones, the point's own, and the values mapped

@@ -49,7 +49,10 @@ def _flow_view(plan: Plan) -> dict[str, Any]:
     runtime_imports.append("run_child_flow")
     scans = any(step.per_point for step in plan.steps)
     if scans:
-        runtime_imports += ["point_names", "point_parameters", "scan_points"]
+        runtime_imports += ["point_names"]
+        if any(step.for_each is not None for step in plan.steps):
+            runtime_imports.append("point_parameters")
+        runtime_imports += ["scan_parameters", "scan_points"]
     if any(step.scan is not None and step.scan.max_concurrency is not None for step in plan.steps):
         runtime_imports.append("ScanSlots")
     return {

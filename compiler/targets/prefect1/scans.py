@@ -1,7 +1,9 @@
 """The prefect1 layout of per-point steps: a scanned step and its for_each descendants.
 
 Points are data: the scan lists are composite parameters, `scan_points` computes the points
-from them when the flow runs, and each per-point step is one mapped `run_child_flow` over them
+from them when the flow runs, `scan_parameters` every point's child parameters in one task (so
+the first child starts without a task run per point before it), and each per-point step is one
+mapped `run_child_flow` over them
 (Prefect 1 mapping: one child run per point, with its own retries, timeout and run key), so
 flow.py is the same size for 6 points as for 10,000. Mappings from the same scan take the matching point's value (mapped);
 everything else is broadcast (`unmapped`); a step that runs once and maps from a per-point step
@@ -41,9 +43,10 @@ def point_step_view(step: Step, plan: Plan) -> dict[str, Any]:
     root = plan.step(step.lineage or step.alias)
     points = root.points_variable
     per_point = {m.parameter: m.variable for m in step.inputs if m.per_point}
-    fixed = "unmapped({" + ", ".join(
+    broadcast = "{" + ", ".join(
         f"{literal(name)}: {variable}" for name, variable in step.arguments if name not in per_point
-    ) + "})"
+    ) + "}"
+    fixed = f"unmapped({broadcast})"
     values = []
     if step.scan is not None:
         axes = ", ".join(f"{literal(axis.parameter)}: {axis.variable}" for axis in step.scan.axes)
@@ -54,7 +57,7 @@ def point_step_view(step: Step, plan: Plan) -> dict[str, Any]:
                 f"task_args={{'name': {literal('points of ' + step.alias)}}})",
             }
         )
-        parameters = f"point_parameters.map({fixed}, point={points}"
+        parameters = f"scan_parameters({broadcast}, {points}"
     else:
         parent = plan.step(step.for_each or "")
         mapped_values = ", ".join(f"{literal(name)}: {variable}" for name, variable in per_point.items())
