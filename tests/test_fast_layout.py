@@ -4,6 +4,7 @@ what black makes of it, and the examples need black for no statement at all."""
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -12,21 +13,23 @@ from typing import Any
 
 import black
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from compiler.compile import compile_spec
-from compiler.lock import read_lock
-from compiler.targets import common, layout
+from compiler.diagnostics import CompileError
+from compiler.lock import Lock, read_lock
+from compiler.targets import layout
 from compiler.targets.common import BLACK_MODE_ARGS, format_with_black
 from compiler.targets.prefect1 import render as prefect1_render
 from compiler.targets.prefect3 import render as prefect3_render
 from compiler.values import literal
+from benchmarks import synthetic
 from tests.helpers import REPO, SPECS
 from tests.test_properties import LOCK, SPEC_PATH, dump, random_specs
 
 WIDTH = BLACK_MODE_ARGS["line_length"]
-VALUES = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+VALUES = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 SPECS_SETTINGS = settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
@@ -60,14 +63,17 @@ def _no_black(*args: Any) -> Any:
 
 def test_every_example_is_laid_out_as_black_would_without_black(monkeypatch: pytest.MonkeyPatch) -> None:
     lock = read_lock((REPO / "specs" / "flows.lock.yaml").read_text(), "specs/flows.lock.yaml")
+    large = synthetic.synthetic_lock(gather_widths=(59,))
     with template_outputs(monkeypatch) as sources:
         for spec in SPECS:
             compile_spec(spec.read_text(), f"specs/{spec.name}", lock)
-    assert len(sources) == len(SPECS)
+        for text in (synthetic.chain_spec("chain", 60), synthetic.fan_in_spec("fan", 60), synthetic.mixed_spec("mixed", 60, 1)):
+            compile_spec(text, SPEC_PATH, large)
+    assert len(sources) == len(SPECS) + 3
     monkeypatch.setattr(layout, "_black_statement", _no_black)
     monkeypatch.setattr(layout, "_black_module", _no_black)
-    for source in sources:
-        assert_laid_out_as_black(source, fixpoint=True)
+    for number, source in enumerate(sources):
+        assert_laid_out_as_black(source, fixpoint=number < len(SPECS))
 
 
 def test_generate_and_check_do_not_import_black() -> None:
@@ -158,23 +164,65 @@ def test_source_it_does_not_read_goes_to_black_whole() -> None:
 # Random specs, both targets ------------------------------------------------------------------------
 
 
+# The same child flows, as Prefect 3 flows.
+PREFECT3_LOCK = Lock(path=LOCK.path, flows={key: dataclasses.replace(flow, prefect=3) for key, flow in LOCK.flows.items()})
+durations = st.sampled_from(["5s", "90s", "2h", "10m", "1.5s"])
+long_labels = st.lists(st.from_regex(r"[a-z][a-z0-9-]{0,40}", fullmatch=True), max_size=6)
+
+
+@st.composite
+def step_options(draw: st.DrawFn) -> dict[str, Any]:
+    options: dict[str, Any] = {}
+    if draw(st.booleans()):
+        options["retries"] = draw(st.integers(0, 5))
+        if draw(st.booleans()):
+            options["retry_delay"] = draw(durations)
+    if draw(st.booleans()):
+        options["timeout"] = draw(durations)
+    if draw(st.booleans()):
+        options["labels"] = draw(long_labels)
+    return options
+
+
 @SPECS_SETTINGS
-@given(random_specs(max_steps=8), st.sampled_from(["prefect1", "prefect3"]), values)
-def test_random_specs_are_laid_out_as_black_would(case: tuple[dict[str, Any], Any], target: str, value: Any) -> None:
+@given(random_specs(max_steps=8), st.sampled_from(["prefect1", "prefect3"]), values, st.lists(step_options(), max_size=8), st.data())
+def test_random_specs_are_laid_out_as_black_would(
+    case: tuple[dict[str, Any], Any], target: str, value: Any, options: list[dict[str, Any]], data: st.DataObject
+) -> None:
+    """Random DAGs with random values, per-child options and scans, for both targets."""
     spec = case[0]
     spec["target"] = target
     if target == "prefect3":
         spec["image"] = "localhost:5000/random"
         spec["work_pool"] = "pool"
-    for step in spec["composing_flows"]:
+    steps = spec["composing_flows"]
+    for step, extra in zip(steps, options):
+        step.update(extra)
+    for step in steps:
         if step.get("parameters"):
             step["parameters"][next(iter(step["parameters"]))] = value
+    scanned = data.draw(st.sampled_from(steps))
+    axes = [name for name in scanned.get("parameters", {})]
+    if axes and data.draw(st.booleans()):
+        scan_values = data.draw(st.lists(st.lists(scalars, min_size=1, max_size=4), min_size=len(axes), max_size=len(axes)))
+        scanned["scan"] = {"mode": data.draw(st.sampled_from(["grid", "zip"])), "parameters": dict(zip(axes, scan_values))}
+        if data.draw(st.booleans()):
+            scanned["scan"]["max_concurrency"] = data.draw(st.integers(1, 4))
+        for axis in axes:
+            scanned["parameters"].pop(axis)
+        if not scanned["parameters"]:
+            scanned.pop("parameters")
+    if target == "prefect3":  # no run configs, and tasks by name (Prefect 3 has no slugs)
+        spec.pop("run_config", None)
+        for step in steps:
+            for mapping in step.get("mapped_parameters", {}).values():
+                if "parent_task_slug" in mapping:
+                    mapping["parent_task_name"] = mapping.pop("parent_task_slug").rsplit("-", 1)[0]
     with pytest.MonkeyPatch.context() as patch, template_outputs(patch) as sources:
         try:
-            compile_spec(dump(spec), SPEC_PATH, LOCK)
-        except Exception as error:  # a value the values policy rejects, or a prefect3-only rule
-            if type(error).__name__ != "CompileError":
-                raise
+            compile_spec(dump(spec), SPEC_PATH, LOCK if target == "prefect1" else PREFECT3_LOCK)
+        except CompileError:  # a value the values policy rejects, or what a target has no form for
+            event(f"{target}: rejected")
     for source in sources:
+        event(f"{target}: compiled" + (", scanned" if "scan" in scanned else ""))
         assert_laid_out_as_black(source)
-    assert common.format_python is not None
