@@ -48,9 +48,15 @@ def template_outputs(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
         yield captured
 
 
-def assert_laid_out_as_black(source: str, *, fixpoint: bool = False) -> str:
-    fast = layout.format_module(source, WIDTH)
-    assert fast == format_with_black(source)
+def black_at(source: str, width: int) -> str:
+    """format_with_black at another line length."""
+    mode = black.Mode(target_versions={black.TargetVersion.PY310}, line_length=width)
+    return black._format_str_once(source, mode=mode)  # noqa: SLF001 - what format_with_black runs
+
+
+def assert_laid_out_as_black(source: str, *, fixpoint: bool = False, width: int = WIDTH) -> str:
+    fast = layout.format_module(source, width)
+    assert fast == (format_with_black(source) if width == WIDTH else black_at(source, width))
     if fixpoint:
         mode = black.Mode(target_versions={black.TargetVersion.PY310}, **BLACK_MODE_ARGS)
         assert black.format_str(fast, mode=mode) == fast
@@ -63,11 +69,11 @@ def _no_black(*args: Any) -> Any:
 
 def test_every_example_is_laid_out_as_black_would_without_black(monkeypatch: pytest.MonkeyPatch) -> None:
     lock = read_lock((REPO / "specs" / "flows.lock.yaml").read_text(), "specs/flows.lock.yaml")
-    large = synthetic.synthetic_lock(gather_widths=(59,))
+    large = synthetic.synthetic_lock(gather_widths=(29,))
     with template_outputs(monkeypatch) as sources:
         for spec in SPECS:
             compile_spec(spec.read_text(), f"specs/{spec.name}", lock)
-        for text in (synthetic.chain_spec("chain", 60), synthetic.fan_in_spec("fan", 60), synthetic.mixed_spec("mixed", 60, 1)):
+        for text in (synthetic.chain_spec("chain", 30), synthetic.fan_in_spec("fan", 30), synthetic.mixed_spec("mixed", 30, 1)):
             compile_spec(text, SPEC_PATH, large)
     assert len(sources) == len(SPECS) + 3
     monkeypatch.setattr(layout, "_black_statement", _no_black)
@@ -159,6 +165,58 @@ def test_long_and_awkward_values_are_laid_out_as_black_would(value: Any) -> None
 def test_source_it_does_not_read_goes_to_black_whole() -> None:
     source = "x = 1  # a comment after code\ny = f(a + b)\nz = [\n    1,  # inside\n]\n"
     assert assert_laid_out_as_black(source) == format_with_black(source)
+
+
+# Random expressions of the shapes flowc writes, split at random widths ---------------------------
+
+short_names = st.from_regex(r"[a-z][a-z0-9_]{0,12}", fullmatch=True)
+
+
+def _joined(items: list[str], magic: bool) -> str:
+    return ", ".join(items) + ("," if magic and items else "")
+
+
+expressions = st.recursive(
+    st.one_of(short_names, scalars.map(literal), st.tuples(short_names, short_names).map(".".join)),
+    lambda inner: st.one_of(
+        st.tuples(short_names, st.lists(inner, max_size=4), st.lists(st.tuples(short_names, inner), max_size=3), st.booleans()).map(
+            lambda c: f"{c[0]}({_joined(c[1] + [f'{k}={v}' for k, v in c[2]], c[3])})"
+        ),
+        st.tuples(st.lists(inner, max_size=5), st.booleans()).map(lambda c: f"[{_joined(c[0], c[1])}]"),
+        st.tuples(st.lists(st.tuples(scalars.map(literal), inner), max_size=4), st.booleans()).map(
+            lambda c: "{" + _joined([f"{k}: {v}" for k, v in c[0]], c[1]) + "}"
+        ),
+        st.tuples(short_names, inner).map(lambda c: f"{c[0]}(**{{'k': {c[1]}}})"),
+        st.tuples(short_names, scalars.map(literal)).map(lambda c: f"{c[0]}[{c[1]}]"),
+    ),
+    max_leaves=14,
+)
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    expressions,
+    short_names,
+    st.integers(0, 3),
+    st.sampled_from(["assign", "return", "call", "with", "decorator"]),
+    st.sampled_from([WIDTH, WIDTH, 60, 40, 30, 20]),
+)
+def test_random_expressions_are_laid_out_as_black_would(expression: str, name: str, depth: int, shape: str, width: int) -> None:
+    """Narrow line lengths too: they take the same code through many more splits."""
+    source = {
+        "assign": f"{name} = {expression}",
+        "return": f"return {expression}",
+        "call": f"{name}.submit({expression}, x={expression})",
+        "with": f"with {name}({expression}) as flow:\n{'    ' * (depth + 1)}pass",
+        "decorator": f"@task({expression})\ndef {name}(parameters: Dict[str, Any]) -> X:\n    pass",
+    }[shape]
+    if shape == "decorator":  # a top-level def, two blank lines after other code (as black wants)
+        depth = 0
+        source = "x = 1\n\n\n" + source
+    blocks = "".join("    " * level + "with block() as b:\n" for level in range(depth))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(layout, "_black_module", _no_black)  # black may take a statement, not the file
+        assert_laid_out_as_black(blocks + "    " * depth + source + "\n", width=width)
 
 
 # Random specs, both targets ------------------------------------------------------------------------

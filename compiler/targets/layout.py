@@ -31,11 +31,13 @@ _TOKEN = re.compile(
     |(?P<num>[0-9][0-9.]*(?:e[+-]?[0-9]+)?(?![\w.]))
     |(?P<name>[^\W\d]\w*)
     |(?P<op>->|\*\*|[()\[\]{},:.=@*\-])
+    |(?P<other>.)
     """,
     re.VERBOSE,
 )
+_UNREAD = frozenset({"doc", "prefixed", "other"})
 _KEYWORDS = frozenset(keyword.kwlist) - {"None", "True", "False"}
-_STATEMENT_KEYWORDS = frozenset({"from", "import", "as", "with", "def", "return"})
+_STATEMENT_KEYWORDS = frozenset({"from", "import", "as", "with", "def", "return", "pass"})
 _FLOAT = re.compile(r"[0-9]+(?:\.[0-9]+)?(?:e[+-]?[0-9]+)?|[0-9]+")
 
 
@@ -53,6 +55,8 @@ def format_module(source: str, width: int) -> str:
 def _format_lines(source: str, width: int) -> list[str]:
     out: list[str] = []
     physical = source.split("\n")
+    blank = 0
+    spacing = _BlankLines()
     index = 0
     while index < len(physical):
         text = physical[index]
@@ -60,25 +64,61 @@ def _format_lines(source: str, width: int) -> list[str]:
         indent = len(text) - len(text.lstrip(" "))
         if not stripped:
             if out:
-                out.append("")
+                blank += 1
             index += 1
             continue
         if "\t" in text or indent % 4:
             raise _Unknown
         depth = indent // 4
         if stripped.startswith("#"):
-            out.append(text.rstrip())
+            kind, lines = "comment", [text.rstrip()]
             index += 1
-            continue
-        if stripped.startswith('"""'):
-            index = _docstring(physical, index, depth, width, out)
-            continue
-        tokens, index = _logical_line(physical, index)
-        out.extend(_statement(tokens, depth, width))
+        elif stripped.startswith('"""'):
+            kind, lines, index = "docstring", *_docstring(physical, index, depth)
+        else:
+            tokens, index = _logical_line(physical, index)
+            first = tokens[0][1]
+            kind = "import" if first in ("from", "import") else first if first in ("@", "def") else "code"
+            lines = _statement(tokens, depth, width)
+        spacing.check(kind, depth, blank)
+        out.extend([""] * blank)
+        out.extend(lines)
+        blank = 0
     return out
 
 
-def _docstring(physical: list[str], index: int, depth: int, width: int, out: list[str]) -> int:
+class _BlankLines:
+    """The blank lines black would change, which the templates never write: any of them sends
+    the file to black (its EmptyLineTracker is not followed here, only recognised)."""
+
+    def __init__(self) -> None:
+        self.previous = ""
+        self.previous_depth = 0
+        self.in_function = False  # in the body of a top-level def
+
+    def check(self, kind: str, depth: int, blank: int) -> None:
+        previous = self.previous
+        if blank > (2 if depth == 0 else 1):
+            raise _Unknown
+        if kind in ("@", "def"):
+            if depth or previous == "comment" or (previous == "@" and blank) or (previous not in ("", "@") and blank != 2):
+                raise _Unknown
+        elif previous == "def" and blank:
+            raise _Unknown
+        if self.in_function and depth == 0:
+            if blank != 2 and kind not in ("@", "def"):
+                raise _Unknown
+            self.in_function = False
+        if previous == "import" and kind != "import" and not blank and depth == self.previous_depth:
+            raise _Unknown
+        if previous == "docstring" and self.previous_depth == 0 and blank != 1:
+            raise _Unknown
+        if kind == "def" and depth == 0:
+            self.in_function = True
+        self.previous, self.previous_depth = kind, depth
+
+
+def _docstring(physical: list[str], index: int, depth: int) -> tuple[list[str], int]:
     """A docstring passes through when black would leave it as written; else the file goes to black."""
     first = physical[index].strip()
     end = index
@@ -102,8 +142,7 @@ def _docstring(physical: list[str], index: int, depth: int, width: int, out: lis
     for line in lines[1:-1]:
         if line and (not line.startswith(prefix) or line != line.rstrip() or line[len(prefix)] == " "):
             raise _Unknown
-    out.extend(physical[index : end + 1])
-    return end + 1
+    return physical[index : end + 1], end + 1
 
 
 def _logical_line(physical: list[str], index: int) -> tuple[list[tuple[str, str]], int]:
@@ -113,24 +152,19 @@ def _logical_line(physical: list[str], index: int) -> tuple[list[tuple[str, str]
     while True:
         if index >= len(physical):
             raise _Unknown
-        text = physical[index]
-        position = 0
-        while position < len(text):
-            match = _TOKEN.match(text, position)
-            if match is None:
-                raise _Unknown  # a comment after code, a character this module does not read
-            kind = match.lastgroup or ""
-            value = match.group()
-            position = match.end()
+        for match in _TOKEN.finditer(physical[index]):
+            kind = match.lastgroup
             if kind == "space":
                 continue
-            if kind in ("doc", "prefixed"):
-                raise _Unknown
-            if kind == "op" and value in OPENING:
-                level += 1
-            elif kind == "op" and value in CLOSING:
-                level -= 1
-            tokens.append((kind, value))
+            value = match.group()
+            if kind == "op":
+                if value in OPENING:
+                    level += 1
+                elif value in CLOSING:
+                    level -= 1
+            elif kind in _UNREAD:
+                raise _Unknown  # a comment after code, a character this module does not read
+            tokens.append((kind, value))  # type: ignore[arg-type]
         index += 1
         if level <= 0:
             if level < 0:
@@ -141,11 +175,7 @@ def _logical_line(physical: list[str], index: int) -> tuple[list[tuple[str, str]
 def _statement(tokens: list[tuple[str, str]], depth: int, width: int) -> list[str]:
     try:
         leaves, is_import, is_def = _leaves(tokens)
-    except NotCovered:
-        return _black_statement(_one_line(tokens), depth, width)
-    line = Line(leaves, depth, is_import=is_import, is_def=is_def)
-    try:
-        return lay_out(line, width)
+        return lay_out(Line(leaves, depth, is_import=is_import, is_def=is_def), width)
     except NotCovered:
         return _black_statement(_one_line(tokens), depth, width)
 
