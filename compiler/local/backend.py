@@ -43,7 +43,7 @@ from prefect.engine.state import State
 from compiler.local.results import load_result
 from compiler.local.supervise import ChildProcess, LaunchError, Supervisor
 from compiler.runtime.child import bounded
-from compiler.local.childruns import ProcessChildRuns, upstream_ids
+from compiler.local.childruns import ProcessChildRuns, imports_after, prepare_sources, upstream_ids
 from compiler.local.records import RecordIndex
 from compiler.runtime.children import ChildRequest, child_request, run_child
 from compiler.runtime.local import (
@@ -159,6 +159,7 @@ class ProcessBackend:
         self._runs: dict[str, ChildRun] = {}
         self._by_idempotency_key: dict[str, str] = {}
         self._rpc_files = 0
+        self.proven_sources: set[str] = set()  # a child of each ended well (compiler.local.childruns)
 
     @property
     def runs(self) -> list[ChildRun]:
@@ -387,7 +388,13 @@ class ProcessBackend:
         self._notify("run_started", run)
         try:
             run.process = self.supervisor.start(
-                run.label, log_path, request, theirs.fileno(), run.step.timeout_s, lambda child: self._finished(run, request, child)
+                run.label,
+                log_path,
+                request,
+                theirs.fileno(),
+                run.step.timeout_s,
+                lambda child: self._finished(run, request, child),
+                imports_after=imports_after(self, run),
             )
         except LaunchError as error:
             run.state_name, run.message, run.detail = "Failed", str(error), str(error)
@@ -417,6 +424,7 @@ class ProcessBackend:
                 if run.report is not None and run.report.get("failure"):
                     why = f"{why} (after: {run.report['failure']})"
                 run.message = run.detail = why
+            prepare_sources(self, run)
         finally:
             run.done.set()
             self._notify("run_finished", run)

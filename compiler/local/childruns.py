@@ -23,6 +23,7 @@ from compiler.runtime.local import task_logger
 if TYPE_CHECKING:
     from compiler.local.backend import ChildRun, ProcessBackend
     from compiler.local.records import ChildRecord
+    from compiler.plan import Step
 
 # How long past a step's timeout the wait still expects the supervisor's stop to end the child.
 STOP_GRACE_S = 30.0
@@ -138,3 +139,48 @@ def _point_key(point: dict[str, Any] | None) -> str:
 
 def _run_name(current: str | None, flow_name: str) -> str | None:
     return f"{current}-{flow_name}" if current else None
+
+
+# Source servers (compiler.local.forkclient): a child's source imported once, never too early --
+
+
+def imports_after(backend: ProcessBackend, run: ChildRun) -> float | None:
+    """When every run of the steps upstream of `run` had ended (perf_counter; 0.0 when none ran
+    here): a source imported after that read what `run`'s own import would. None for a run a
+    child started (its parent is running: nothing may have been imported for it)."""
+    if run.parent_run_id != backend.composite_run_id:
+        return None
+    ended = 0.0
+    for other in backend.runs:
+        if other.parent_run_id != backend.composite_run_id or other.step.alias not in run.step.upstream:
+            continue
+        if other.reused is not None:
+            continue  # it ran before this flowc run started
+        if other.process is None or other.process.ended is None:
+            return None
+        ended = max(ended, other.process.ended)
+    return ended
+
+
+def prepare_sources(backend: ProcessBackend, run: ChildRun) -> None:
+    """After `run` ended well: its source may be imported once for later children whose parents
+    had all ended by then (the first child of a source always imports it itself); and a source
+    of several children downstream of it (or of a scan's points), once their first child ended
+    well, is imported once for them now that this parent has produced its data. A chain gets no
+    server per step: one would serve one child, at the cost of a fork more."""
+    process = run.process
+    if run.parent_run_id != backend.composite_run_id or process is None or process.ended is None:
+        return
+    if not run.ok or process.exit_status != 0 or not run.step.source:
+        return
+    proven = backend.proven_sources
+    proven.add(run.step.source)
+    root = str(backend.root)
+    backend.supervisor.prepare_source(run.step.source, root, run.step.flow_name, 0.0)
+    downstream: dict[str, list[Step]] = {}
+    for step in backend.plan.steps:
+        if step.source in proven and run.step.alias in step.upstream:
+            downstream.setdefault(step.source, []).append(step)
+    for source, steps in downstream.items():
+        if len(steps) > 1 or any(step.per_point for step in steps):
+            backend.supervisor.prepare_source(source, root, steps[0].flow_name, process.ended)

@@ -18,7 +18,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -29,14 +28,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, Any
 
-KILL_GRACE_S = float(os.environ.get("FLOWC_KILL_GRACE", "5"))
+from compiler.local.forkclient import KILL_GRACE_S, ForkServer, LaunchError, kill_group
+
 START_METHODS = ("fork", "spawn")
 LOG_NAME_MAX = 120  # characters of a log file's name from its label (a point's values can be long)
 _PREFECT_CHATTER = re.compile(rb"^\[[^\]]*\] (?:DEBUG|INFO) - prefect[.\w]* \| ")
-
-
-class LaunchError(Exception):
-    """The child interpreter could not start a child; the message says why."""
 
 
 def describe_duration(seconds: float) -> str:
@@ -159,13 +155,6 @@ class _Lines:
                 yield line + b"\n"
 
 
-def kill_group(pid: int, sig: int) -> None:
-    try:
-        os.killpg(pid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
-
-
 # Launchers -----------------------------------------------------------------------------------------
 
 
@@ -179,7 +168,12 @@ class Spawner:
         pass
 
     def launch(
-        self, request: dict[str, Any], output_fd: int, channel_fd: int, on_exit: Callable[[int], None]
+        self,
+        request: dict[str, Any],
+        output_fd: int,
+        channel_fd: int,
+        on_exit: Callable[[int], None],
+        imports_after: float | None = None,
     ) -> int:
         request_file = Path(request["report_file"]).with_suffix(".request.json")
         request_file.write_text(json.dumps(request), encoding="utf-8")
@@ -207,143 +201,6 @@ class Spawner:
 
     def close(self) -> None:
         pass
-
-
-class ForkServer:
-    """One warm interpreter that forks a process per child (see compiler.runtime.forkserver)."""
-
-    READY_TIMEOUT_S = 120.0
-
-    def __init__(self, python: str, cwd: Path, env: dict[str, str]) -> None:
-        self.python = python
-        self._lock = threading.Lock()
-        self._pending: dict[int, list[Any]] = {}  # id -> [event, pid]
-        self._exits: dict[int, Callable[[int], None]] = {}
-        self._next = 0
-        self._ready = threading.Event()
-        self._failed: str | None = None
-        self._stderr: list[str] = []
-        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        self._control = ours
-        try:
-            self._process = subprocess.Popen(
-                [python, "-m", "compiler.runtime.forkserver", str(theirs.fileno())],
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.PIPE,
-                pass_fds=(theirs.fileno(),),
-                cwd=cwd,
-                env=env,
-                start_new_session=True,
-            )
-        except OSError as error:
-            self._failed = f"cannot start the child interpreter {python}: {error}"
-            self._ready.set()
-            self._process = None
-            return
-        finally:
-            theirs.close()
-        self._stderr_thread = threading.Thread(target=self._read_stderr, name="flowc-forkserver-stderr", daemon=True)
-        self._stderr_thread.start()
-        threading.Thread(target=self._read, name="flowc-forkserver", daemon=True).start()
-
-    def _read_stderr(self) -> None:
-        assert self._process is not None and self._process.stderr is not None
-        for raw in self._process.stderr:
-            if len(self._stderr) < 200:
-                self._stderr.append(raw.decode("utf-8", "replace").rstrip())
-
-    def _read(self) -> None:
-        while True:
-            try:
-                data = self._control.recv(1 << 16)
-            except OSError:
-                data = b""
-            if not data:
-                break
-            message = json.loads(data)
-            op = message.get("op")
-            if op == "ready":
-                self._ready.set()
-            elif op == "started":
-                with self._lock:
-                    waiting = self._pending.get(message["id"])
-                if waiting is not None:
-                    waiting[1] = message["pid"]
-                    waiting[0].set()
-            elif op == "exited":
-                with self._lock:
-                    on_exit = self._exits.pop(message["id"], None)
-                if on_exit is not None:
-                    on_exit(os.waitstatus_to_exitcode(message["status"]))
-        # The server is gone: nothing more starts, and no exit will be reported for the rest.
-        if self._process is not None:
-            self._process.wait()
-            self._stderr_thread.join(timeout=5.0)
-        if self._stderr and self._stderr[-1].startswith(("ModuleNotFoundError", "ImportError")):
-            why = self._stderr[-1]
-        else:
-            why = " | ".join(self._stderr[-3:]) or "it exited"
-        if "No module named 'compiler" in why:
-            why += " (flowc's runtime is not installed in that environment)"
-        self._failed = self._failed or f"the child interpreter {self.python} stopped: {why}"
-        self._ready.set()
-        with self._lock:
-            pending, self._pending = self._pending, {}
-            exits, self._exits = self._exits, {}
-        for waiting in pending.values():
-            waiting[0].set()
-        for on_exit in exits.values():
-            on_exit(-int(signal.SIGKILL))
-
-    def wait_ready(self) -> None:
-        if not self._ready.wait(self.READY_TIMEOUT_S) or self._failed:
-            raise LaunchError(self._failed or f"the child interpreter {self.python} did not start in time")
-
-    def launch(
-        self, request: dict[str, Any], output_fd: int, channel_fd: int, on_exit: Callable[[int], None]
-    ) -> int:
-        self.wait_ready()
-        event = threading.Event()
-        with self._lock:
-            self._next += 1
-            ident = self._next
-            waiting: list[Any] = [event, None]
-            self._pending[ident] = waiting
-            self._exits[ident] = on_exit
-        message = json.dumps({"op": "start", "id": ident, "request": request}).encode("utf-8")
-        try:
-            socket.send_fds(self._control, [message], [output_fd, channel_fd])
-        except OSError as error:
-            with self._lock:
-                self._pending.pop(ident, None)
-                self._exits.pop(ident, None)
-            raise LaunchError(f"the child interpreter {self.python} stopped: {error}") from None
-        event.wait()
-        with self._lock:
-            self._pending.pop(ident, None)
-        if waiting[1] is None:
-            with self._lock:
-                self._exits.pop(ident, None)
-            raise LaunchError(self._failed or f"the child interpreter {self.python} stopped")
-        return int(waiting[1])
-
-    def close(self) -> None:
-        """End the server: it kills whatever is left and exits (killed at once while it is still
-        importing: no child exists before it is ready)."""
-        if self._process is not None and not self._ready.is_set():
-            kill_group(self._process.pid, signal.SIGKILL)
-        try:
-            self._control.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
-        self._control.close()
-        if self._process is not None:
-            try:
-                self._process.wait(timeout=KILL_GRACE_S + 5)
-            except subprocess.TimeoutExpired:
-                kill_group(self._process.pid, signal.SIGKILL)
-                self._process.wait()
 
 
 def start_launcher(python: str, cwd: Path, method: str | None = None) -> ForkServer | Spawner:
@@ -407,8 +264,11 @@ class Supervisor:
         channel_fd: int,
         timeout_s: float | None,
         on_done: Callable[[ChildProcess], None],
+        imports_after: float | None = None,
     ) -> ChildProcess:
-        """Start a child; `on_done` runs (on another thread) once it exited and its output is read."""
+        """Start a child; `on_done` runs (on another thread) once it exited and its output is read.
+        `imports_after`: when every run upstream of it had ended (perf_counter), if it is a step's
+        run (a fork server may then start it with its source imported since)."""
         child = ChildProcess(label=label, log_path=log_path)
         if self._stopping:
             raise LaunchError(f"not started: {self._stopping}")
@@ -433,7 +293,7 @@ class Supervisor:
             child.started = time.perf_counter()
             with self._lock:
                 self._children.append(child)
-            child.pid = self._launcher.launch(request, write_fd, channel_fd, exited)
+            child.pid = self._launcher.launch(request, write_fd, channel_fd, exited, imports_after)
         except LaunchError as error:
             child.launch_error = str(error)
             child.ended = time.perf_counter()
@@ -452,6 +312,11 @@ class Supervisor:
         if self._stopping:  # stopped while it was starting
             self.stop(child, self._stopping)
         return child
+
+    def prepare_source(self, source: str, root: str, flow_name: str, after: float) -> None:
+        """Let later children of `source` start with it imported (compiler.local.forkclient)."""
+        if isinstance(self._launcher, ForkServer) and not self._stopping:
+            self._launcher.prepare_source(source, root, flow_name, after)
 
     def stop(self, child: ChildProcess, reason: str) -> None:
         """End a child's process group: SIGTERM, then SIGKILL after the grace period."""

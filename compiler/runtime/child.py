@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import importlib
-import importlib.util
 import json
 import os
 import pickle
@@ -31,8 +29,7 @@ import threading
 import time
 import traceback
 from datetime import timedelta
-from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 REPORT_VERSION = 1
 SUMMARY_LIMIT = 64 * 1024  # bytes of a value's canonical form shown as is in summaries
@@ -76,29 +73,25 @@ class SourceError(Exception):
     """The child's source did not give the flow it should; the message says why."""
 
 
+# Flows a fork server imported before forking this process (compiler.runtime.forkserver: a
+# server per source, started only once every step upstream of the children it serves ended).
+PRELOADED: Dict[Tuple[str, str, str], Any] = {}
+
+
 def load_flow(source: str, root: str, flow_name: str) -> Any:
-    """Import `module:attribute` (or `path/to/file.py:attribute`, from the project root)."""
+    """Import `module:attribute` (or `path/to/file.py:attribute`, from the project root) with the
+    loader the lock's capture uses (compiler.runtime.sources), and check it gives the step's flow."""
     import prefect
 
-    target, _, attribute = source.rpartition(":")
+    from compiler.runtime.sources import SourceMissing, import_target, split_source
+
+    target, attribute = split_source(source)
     if not target or not attribute:
         raise SourceError(f"source {source!r} is not module:attribute")
-    if root and root not in sys.path:
-        sys.path.insert(0, root)
     try:
-        if target.endswith(".py"):
-            path = Path(target) if os.path.isabs(target) else Path(root) / target
-            name = "flowc_source_" + hashlib.sha256(str(path).encode()).hexdigest()[:12]
-            spec = importlib.util.spec_from_file_location(name, path)
-            if spec is None or spec.loader is None:
-                raise SourceError(f"cannot import {target!r}: no such Python file")
-            module = importlib.util.module_from_spec(spec)
-            sys.modules[name] = module
-            spec.loader.exec_module(module)
-        else:
-            module = importlib.import_module(target)
-    except SourceError:
-        raise
+        module = import_target(root, target)
+    except SourceMissing as error:
+        raise SourceError(f"cannot import {target!r}: {error}") from None
     except Exception as error:  # a child module can fail in any way; report which and why
         traceback.print_exc()
         raise SourceError(f"cannot import {target!r}: {type(error).__name__}: {error}") from None
@@ -250,7 +243,10 @@ def run_request(request: Dict[str, Any], channel_fd: Optional[int] = None) -> No
         write_report(report_path, content)
 
     try:
-        flow = load_flow(request["source"], request.get("root") or "", request["flow_name"])
+        key = (request["source"], request.get("root") or "", request["flow_name"])
+        flow = PRELOADED.get(key)
+        if flow is None:
+            flow = load_flow(*key)
     except SourceError as error:
         report(failure_report(f"flow run could not start: {error}"))
         return

@@ -20,10 +20,14 @@ import select
 import signal
 import socket
 import sys
+import tempfile
+import time
 import traceback
 from typing import Any, Dict, List
 
 MAX_MESSAGE = 1 << 16
+MAX_PREFACE = 1 << 20  # bytes a source may print at import and still be imported once
+SOURCE_SERVER_GRACE_S = 3.0
 
 
 def _send(control: socket.socket, message: Dict[str, Any]) -> None:
@@ -33,22 +37,31 @@ def _send(control: socket.socket, message: Dict[str, Any]) -> None:
         pass
 
 
-def _run_forked(control: socket.socket, wakeup: List[int], request: Dict[str, Any], fds: List[int]) -> None:
+def _detach(control: socket.socket, wakeup: List[int]) -> None:
+    """In a fork: a session of its own, default signals, none of the server's descriptors."""
+    os.setsid()
+    signal.set_wakeup_fd(-1)
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    control.close()
+    for fd in wakeup:
+        os.close(fd)
+
+
+def _run_forked(
+    control: socket.socket, wakeup: List[int], request: Dict[str, Any], fds: List[int], preface: bytes
+) -> None:
     """In the fork: become the child flow run; never return."""
     code = 1
     try:
-        os.setsid()
-        signal.set_wakeup_fd(-1)
-        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-        control.close()
-        for fd in wakeup:
-            os.close(fd)
+        _detach(control, wakeup)
         output, channel = fds[0], (fds[1] if len(fds) > 1 else None)
         os.dup2(output, 1)
         os.dup2(output, 2)
         os.close(output)
+        if preface:  # what importing the source printed, in the server that imported it
+            os.write(1, preface)
         from compiler.runtime.child import exit_code, flush_output, run_request
 
         try:
@@ -61,6 +74,49 @@ def _run_forked(control: socket.socket, wakeup: List[int], request: Dict[str, An
             code = 1
         finally:
             flush_output()
+    finally:
+        os._exit(code)
+
+
+def _become_source_server(control: socket.socket, wakeup: List[int], message: Dict[str, Any], fds: List[int]) -> None:
+    """In the fork: import one child source, then serve forks of this process; never return.
+
+    flowc asks for one only after every step upstream of the children it will serve ended, so
+    the import reads what a child's own import would read. What the import prints is kept and
+    replayed at the start of each child's output."""
+    code = 0
+    own = socket.socket(fileno=fds[0])
+    try:
+        _detach(control, wakeup)
+        for fd in fds[1:]:
+            os.close(fd)
+        from compiler.runtime import child
+
+        key = (message["source"], message.get("root") or "", message["flow_name"])
+        with tempfile.TemporaryFile() as captured:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.dup2(captured.fileno(), 1)
+            os.dup2(captured.fileno(), 2)
+            try:
+                flow = child.load_flow(*key)
+                error = None
+            except BaseException as failure:  # noqa: BLE001 - SystemExit at import included
+                flow, error = None, f"{type(failure).__name__}: {failure}"
+            child.flush_output()
+            null = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(null, 1)
+            os.dup2(null, 2)
+            os.close(null)
+            captured.seek(0)
+            preface = captured.read(MAX_PREFACE + 1)
+        if flow is None or len(preface) > MAX_PREFACE:
+            _send(own, {"op": "failed", "error": error or "its import printed too much to replay"})
+            return
+        child.PRELOADED[key] = flow
+        serve(own, preface, of_source=True)
+    except BaseException:  # noqa: BLE001 - flowc sees the end of file and forks from the main server
+        code = 1
     finally:
         os._exit(code)
 
@@ -82,16 +138,19 @@ def _reap(control: socket.socket, children: Dict[int, Any]) -> None:
             _send(control, {"op": "exited", "id": ident, "pid": pid, "status": status})
 
 
-def serve(control: socket.socket) -> None:
+def serve(control: socket.socket, preface: bytes = b"", of_source: bool = False) -> None:
+    """Fork a child per `start`; in the main server (not `of_source`), a server per `source`."""
     read_end, write_end = os.pipe()
     os.set_blocking(read_end, False)
     os.set_blocking(write_end, False)
     signal.set_wakeup_fd(write_end)
     signal.signal(signal.SIGCHLD, lambda *_: None)
     children: Dict[int, Any] = {}
+    source_servers: List[int] = []
+    retiring = False
     _send(control, {"op": "ready", "pid": os.getpid(), "python": sys.version.split()[0]})
     try:
-        while True:
+        while not (retiring and not children):
             try:
                 readable, _, _ = select.select([control, read_end], [], [])
             except InterruptedError:
@@ -116,7 +175,10 @@ def serve(control: socket.socket) -> None:
                     os.close(fd)
                 break
             message = json.loads(data)
-            if message.get("op") != "start":
+            op = message.get("op")
+            if op == "retire":  # a newer server of this source took over: end when idle
+                retiring = True
+            if op not in ("start", "source") or (op == "source" and of_source):
                 for fd in fds:
                     os.close(fd)
                 continue
@@ -124,13 +186,22 @@ def serve(control: socket.socket) -> None:
             sys.stderr.flush()
             pid = os.fork()
             if pid == 0:
-                _run_forked(control, [read_end, write_end], message["request"], fds)
+                if op == "start":
+                    _run_forked(control, [read_end, write_end], message["request"], fds, preface)
+                _become_source_server(control, [read_end, write_end], message, fds)
             for fd in fds:
                 os.close(fd)
             children[pid] = message["id"]
+            if op == "source":
+                source_servers.append(pid)
             _send(control, {"op": "started", "id": message["id"], "pid": pid})
             _reap(control, children)
     finally:
+        # A source server ends its own children when it sees flowc go: give it the time to.
+        deadline = time.monotonic() + SOURCE_SERVER_GRACE_S
+        while any(pid in children for pid in source_servers) and time.monotonic() < deadline:
+            time.sleep(0.02)
+            _reap(control, children)
         for pid in list(children):
             try:
                 os.killpg(pid, signal.SIGKILL)
@@ -154,6 +225,7 @@ def main(argv: List[str]) -> None:
     import compiler.runtime  # noqa: F401
     import compiler.runtime.child  # noqa: F401
     import compiler.runtime.local  # noqa: F401
+    import compiler.runtime.sources  # noqa: F401
 
     serve(control)
     sys.stdout.flush()

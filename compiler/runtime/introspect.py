@@ -14,7 +14,6 @@ or a flow registered with the Prefect backend (`project_name`, `name`).
 from __future__ import annotations
 
 import enum
-import importlib
 import importlib.util
 import json
 import math
@@ -79,12 +78,12 @@ def _exception_line(error: BaseException) -> str:
 
 def describe_source(root: str, source: str) -> Dict[str, Any]:
     root = os.path.realpath(root)
-    target, _, attribute = source.rpartition(":")
-    if target.endswith(".py"):
-        module = _import_path(root, target)
-    else:
-        _prepend_path(root)
-        module = importlib.import_module(target)
+    sources = _sources()
+    target, attribute = sources.split_source(source)
+    try:
+        module = sources.import_target(root, target)
+    except sources.SourceMissing as error:
+        raise Refused(str(error)) from None
     flow = getattr(module, attribute, None)
     import prefect
 
@@ -97,24 +96,14 @@ def describe_source(root: str, source: str) -> Dict[str, Any]:
     return answer
 
 
-def _prepend_path(directory: str) -> None:
-    if directory not in sys.path:
-        sys.path.insert(0, directory)
-
-
-def _import_path(root: str, relative: str) -> Any:
-    """`sims/impact_flow.py`: imported as `python sims/impact_flow.py` would see its neighbours."""
-    path = os.path.realpath(os.path.join(root, relative))
-    if not os.path.isfile(path):
-        raise Refused(f"no file {relative!r} under the project root")
-    _prepend_path(root)
-    _prepend_path(os.path.dirname(path))
-    name = os.path.splitext(os.path.basename(path))[0]
-    spec = importlib.util.spec_from_file_location(name, path)
+def _sources() -> Any:
+    """compiler/runtime/sources.py, the loader `flowc run`'s children use too, loaded by path
+    like this file (its directory never goes on sys.path)."""
+    path = os.path.join(os.path.dirname(os.path.realpath(__file__)), "sources.py")
+    spec = importlib.util.spec_from_file_location("_flowc_sources", path)
     if spec is None or spec.loader is None:
-        raise Refused(f"{relative!r} cannot be imported as a Python module")
+        raise RuntimeError(f"flowc's runtime is incomplete: no {path}")
     module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
     spec.loader.exec_module(module)
     return module
 
