@@ -5,6 +5,7 @@
 - backend.py    Prefect's orchestration tasks answered locally (`ProcessBackend`)
 - results.py    loading a value a child reported, through its own Result class
 - supervise.py  child processes: launchers (fork server, spawn), output, timeouts, stopping
+- forkclient.py the fork server from flowc's side, and its source servers (a source imported once)
 - summary.py    progress lines, the summary table, `--json`
 - run.py        the command: the orchestrator under Prefect's engine, signals, `--timeout`
 """
