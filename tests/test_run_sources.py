@@ -6,6 +6,7 @@ Real processes: `flowc lock`, `flowc generate`, `flowc run` of small projects (t
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -143,6 +144,9 @@ def test_later_children_of_a_source_fork_from_one_import_of_it_made_after_their_
     assert len(servers) == 1 and servers != {results["a"]["ppid"]}
     assert all(results[alias]["seen_at_import"] == "a" for alias in ("b1", "b2", "b3"))
     assert len({results[alias]["pid"] for alias in results}) == 4  # still a process per child
+    (server,) = servers
+    with pytest.raises(ProcessLookupError):  # the source server ended with the run
+        os.kill(server, 0)
 
 
 def test_a_child_never_gets_a_source_imported_before_its_parent_ended(tmp_path: Path) -> None:
