@@ -246,7 +246,12 @@ def run(spec: str, params: tuple[str, ...], as_json: bool, timeout: str | None, 
     project = _project()
     if spec_target(spec_data(Path(spec).read_text(encoding="utf-8")), project.target) == "prefect3":
         from compiler.targets.prefect3.local import run_command as run_prefect3
+        from compiler.targets.prefect3.local import unsupported_options
 
+        refused = unsupported_options(project, Path(spec), resume=resume, timeout=timeout)
+        if refused:
+            console.error(refused)
+            sys.exit(2)
         sys.exit(run_prefect3(project, Path(spec), params, as_json))
     sys.exit(run_command(project, Path(spec), params, as_json, timeout_s, resume=resume))
 

@@ -36,8 +36,9 @@ CHILDREN = {  # deployment name -> entrypoint of the example child
     "scale": "examples/prefect3/scale.py:scale_flow",
     "combine": "examples/prefect3/combine.py:combine_flow",
     "failing": "examples/prefect3/failing.py:failing",
+    "total": "examples/prefect3/total.py:total_flow",
 }
-COMPOSITES = ("specs/impact_pipeline3.yaml", "specs/fan_in3.yaml", "specs/broken3.yaml")
+COMPOSITES = ("specs/impact_pipeline3.yaml", "specs/fan_in3.yaml", "specs/broken3.yaml", "specs/scan3.yaml")
 BROKEN = """\
 name: broken3
 project_name: lume3
@@ -151,10 +152,10 @@ def test_build_deploys_the_composites_then_reports_them_unchanged(deployed: Depl
     first = deployed.build()
     assert "impact_pipeline3/impact_pipeline3: created (work pool 'flowc' (process: code on this machine)" in first.stderr
     assert first.stdout == "", first.stdout  # human output goes to stderr
-    assert first.stderr.splitlines()[-1] == "images skipped; 0 registered, 0 skipped, 0 errored; 3 deployed, 0 unchanged"
+    assert first.stderr.splitlines()[-1] == "images skipped; 0 registered, 0 skipped, 0 errored; 4 deployed, 0 unchanged"
     second = deployed.flowc("build", "--no-image", *COMPOSITES)
     assert second.returncode == 0, second.stdout + second.stderr
-    assert second.stderr.splitlines()[-1] == "images skipped; 0 registered, 0 skipped, 0 errored; 0 deployed, 3 unchanged"
+    assert second.stderr.splitlines()[-1] == "images skipped; 0 registered, 0 skipped, 0 errored; 0 deployed, 4 unchanged"
 
 
 def _child(run: dict[str, Any], deployment: str) -> dict[str, Any]:
@@ -223,6 +224,30 @@ def test_a_failed_child_fails_the_composite_and_a_retry_starts_only_it_anew(depl
     # start finished before: reused, not started again; failing started anew; combine at last.
     assert after_retry == {"scale": after_fail["scale"], "failing": after_fail["failing"] + 1, "combine": before["combine"] + 1}
     assert _child(retried, "combine")["results"]["combine"] == 4.0 * 0.5 * 2
+
+
+def test_a_scan_runs_each_point_pairs_for_each_and_gathers_in_point_order(deployed: Deployed) -> None:
+    """scan3 with the points given at run time: 3 points of `scaled` (at most 2 alive at once),
+    `tripled` for each of them with the same point's value, `total` of the three in point order."""
+    deployed.build()
+    run = deployed.run("scan3/scan3", {"scaled-value": [1.0, 2.0, 4.0]})
+    assert run["state"] == "COMPLETED", run
+    by_name = {child["name"]: child for child in run["children"]}
+    names = ["scaled[value=1.0]", "scaled[value=2.0]", "scaled[value=4.0]"]
+    names += [name.replace("scaled", "tripled") for name in names]
+    assert sorted(by_name) == sorted([*names, "scan3.total"]), sorted(by_name)
+    assert [by_name[n]["results"]["scale"] for n in names] == [2.0, 4.0, 8.0, 6.0, 12.0, 24.0]
+    assert by_name["scan3.total"]["results"]["total"] == 42.0  # (2 + 4 + 8) * 3: every point, once
+    keys = [by_name[n]["idempotency_key"] for n in names]
+    assert len(set(keys)) == 6 and all(k.startswith("flowc/") and k.endswith("/0") for k in keys), keys
+    # max_concurrency: 2: no more than two of scaled's points were alive at any moment.
+    spans = []
+    for name in names[:3]:
+        found = deployed.server.api("GET", f"/flow_runs/{by_name[name]['id']}")
+        spans.append((found["start_time"], found["end_time"]))
+    assert all(start and end for start, end in spans), spans
+    # The points start in point order, so the third is created once one of the first two ended.
+    assert spans[2][0] >= min(end for _, end in spans[:2]), spans
 
 
 @pytest.mark.parametrize("version", sorted(VENVS), ids=lambda v: f"prefect{v}")

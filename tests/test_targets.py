@@ -32,7 +32,7 @@ project_name: lume3
 
 
 def test_the_repository_holds_prefect3_examples() -> None:
-    assert [p.name for p in PREFECT3_SPECS] == ["fan_in3.yaml", "impact_pipeline3.yaml"]
+    assert [p.name for p in PREFECT3_SPECS] == ["fan_in3.yaml", "impact_pipeline3.yaml", "scan3.yaml"]
 
 
 @pytest.mark.parametrize("spec", PREFECT3_SPECS, ids=lambda p: p.stem)
@@ -140,7 +140,10 @@ def test_front_end_and_plan_import_no_backend() -> None:
     ("runtime", "own"),
     [
         ("compiler/runtime", ("compiler.runtime", "compiler.keys")),  # keys: the run keys, Prefect-free
-        ("compiler/targets/prefect3/runtime", ("compiler.targets.prefect3.runtime", "compiler.runtime.files", "compiler.runtime.results")),
+        (
+            "compiler/targets/prefect3/runtime",
+            ("compiler.targets.prefect3.runtime", "compiler.runtime.files", "compiler.runtime.results", "compiler.runtime.points", "compiler.keys"),
+        ),
     ],
 )
 def test_each_runtime_imports_only_its_prefect_and_the_standard_library(runtime: str, own: tuple[str, ...]) -> None:
@@ -153,7 +156,7 @@ def test_each_runtime_imports_only_its_prefect_and_the_standard_library(runtime:
             assert allowed, f"{path.relative_to(REPO)} imports {name}"
     if runtime == "compiler/targets/prefect3/runtime":
         for path in sorted((REPO / "compiler" / "runtime").glob("*.py")):
-            if path.stem in ("files", "results"):
+            if path.stem in ("files", "results", "points"):
                 assert not {n for n in _imports(path) if n.split(".")[0] not in STDLIB | {"compiler", "pymongo", "yaml", "PIL"}}, path
 
 
@@ -190,5 +193,40 @@ def test_prefect_yaml_and_readme_say_what_the_plan_decided(spec: Path) -> None:
     flow = files[f"{plan.name}/flow.py"]
     for step in plan.steps:
         deployment = f"{step.flow_name}/{step.deployment or step.flow_name}"
+        if step.per_point:  # flowc.run_points calls run_deployment once per point, keyed per point
+            assert f'return flowc.run_points(\n        "{step.alias}",\n        "{deployment}",' in flow
+            continue
         assert f'run_deployment(\n        "{deployment}",' in flow
         assert f'idempotency_key=flowc.child_key("{step.alias}", "{deployment}", parameters)' in flow
+
+
+def test_flowc_run_refuses_resume_and_timeout_for_a_prefect3_spec_at_its_target(tmp_path: Path) -> None:
+    """A local prefect3 run keeps no run records and flowc does not bound it: exit 2, located,
+    before any server starts; `--fresh` (what every prefect3 run does) goes on to the run."""
+    project = copy_project(tmp_path / "p")
+    refused = flowc("run", "specs/fan_in3.yaml", "--resume", "--timeout", "5m", cwd=project)
+    assert refused.returncode == 2, refused.stdout + refused.stderr
+    lines = refused.stderr.strip().splitlines()
+    assert [line.split(" error: ")[0] for line in lines] == ["specs/fan_in3.yaml:6:1:"] * 2, lines
+    assert lines[0].endswith("keeps no run records, so every child runs (as with --fresh); on a server, retrying the "
+                             "composite's flow run reuses the children that finished (idempotency keys)")
+    assert "--timeout is not available for prefect3 specs (its `target: prefect3`)" in lines[1]
+    assert not (project / ".flowc" / "prefect3").exists() and refused.stdout == ""
+
+    # The project's default target instead of the spec's: the spec's first line, naming pyproject.toml.
+    text = (project / "specs" / "fan_in3.yaml").read_text().replace("target: prefect3\n", "")
+    (project / "specs" / "fan_in3.yaml").write_text(text)
+    pyproject = (project / "pyproject.toml").read_text()
+    assert "[tool.flowc]\n" in pyproject
+    pyproject = pyproject.replace("[tool.flowc]\n", '[tool.flowc]\ntarget = "prefect3"\n', 1)
+    missing = str(tmp_path / "no-such-python")
+    pyproject = pyproject.replace('python = "/var/tmp/flowc-prefect3/bin/python"', f"python = {missing!r}")
+    (project / "pyproject.toml").write_text(pyproject)
+    refused = flowc("run", "specs/fan_in3.yaml", "--resume", cwd=project)
+    assert refused.returncode == 2
+    assert refused.stderr.startswith(
+        'specs/fan_in3.yaml:1:1: error: --resume is not available for prefect3 specs ([tool.flowc] target = "prefect3"'
+    ), refused.stderr
+    assert flowc("generate", "specs/fan_in3.yaml", cwd=project).returncode == 0
+    fresh = flowc("run", "specs/fan_in3.yaml", "--fresh", cwd=project)
+    assert fresh.returncode == 1 and f"no Prefect 3 interpreter {missing!r}" in fresh.stderr, fresh.stderr

@@ -16,9 +16,6 @@ Depends on prefect and the standard library only (Python 3.9+).
 
 from __future__ import annotations
 
-import itertools
-import json
-import math
 import threading
 from typing import Any, Dict, List, Optional
 
@@ -27,54 +24,19 @@ from prefect import task
 from prefect.engine.state import State
 
 from compiler.runtime.executor import blocking
+from compiler.runtime.points import MAX_SCAN_POINTS, SCAN_MODES, ScanError, expand_points, point_name
 
-MAX_SCAN_POINTS = 10_000  # per step: DESIGN.md "Scans"
-SCAN_MODES = ("grid", "zip")
-
-
-class ScanError(ValueError):
-    """Scan values that give no points, or too many: the message names the step and the axis."""
-
-
-def expand_points(step: str, mode: str, axes: Dict[str, Any]) -> List[Dict[str, Any]]:
-    """The points of a scan, in order: grid = every combination, the first axis slowest;
-    zip = the i-th value of every axis together."""
-    if mode not in SCAN_MODES:
-        raise ScanError(f"{step}: scan mode {mode!r} is not one of {', '.join(SCAN_MODES)}")
-    names = list(axes)
-    lists = []
-    for name in names:
-        values = axes[name]
-        if not isinstance(values, (list, tuple)):
-            raise ScanError(f"{step}-{name}: a scan takes a list of values, got {values!r}")
-        if not values:
-            raise ScanError(f"{step}-{name}: the list of values is empty")
-        lists.append(list(values))
-    if mode == "zip":
-        lengths = {len(values) for values in lists}
-        if len(lengths) > 1:
-            shown = ", ".join(f"{name} has {len(values)}" for name, values in zip(names, lists))
-            raise ScanError(f"{step}: zip needs lists of one length ({shown})")
-        combinations = zip(*lists)
-        count = len(lists[0]) if lists else 0
-    else:
-        count = math.prod(len(values) for values in lists)
-        combinations = itertools.product(*lists)
-    if count > MAX_SCAN_POINTS:
-        raise ScanError(f"{step}: {count} points; a step runs at most {MAX_SCAN_POINTS}")
-    return [dict(zip(names, values)) for values in combinations]
-
-
-def point_name(step: str, point: Dict[str, Any]) -> str:
-    """`impact[quad_k=0.1, drift_length=1.0]`: a point's run, named from its values."""
-    return step + "[" + ", ".join(f"{name}={_shown(value)}" for name, value in point.items()) + "]"
-
-
-def _shown(value: Any) -> str:
-    try:
-        return json.dumps(value, sort_keys=True, ensure_ascii=False)
-    except (TypeError, ValueError):
-        return repr(value)
+__all__ = [
+    "MAX_SCAN_POINTS",
+    "SCAN_MODES",
+    "ScanError",
+    "ScanSlots",
+    "expand_points",
+    "point_name",
+    "point_names",
+    "point_parameters",
+    "scan_points",
+]
 
 
 @task(name="scan_points")

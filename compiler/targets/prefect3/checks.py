@@ -49,15 +49,6 @@ def check_plan(plan: Plan, parsed: ParsedSpec, lock: Lock) -> list[Diagnostic]:
                     "composes Prefect 3 flows (locked from a Prefect 3 source)",
                 )
             )
-        for key in ("scan", "for_each"):  # the scans issue's keys, once the spec has them
-            if getattr(flow, key, None) is not None:
-                problems.append(
-                    where.at(
-                        ("composing_flows", index, key),
-                        f"`{key}` is not compiled for target prefect3 yet; run the points as separate steps",
-                        key=True,
-                    )
-                )
         for parameter, mapped in flow.mapped_parameters.items():
             if mapped.parent_task_slug is not None:
                 problems.append(

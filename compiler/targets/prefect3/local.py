@@ -31,6 +31,44 @@ class LocalRunError(Exception):
     """The run could not start; the message says why."""
 
 
+def unsupported_options(project: Project, spec_path: Path, *, resume: bool, timeout: str | None) -> str | None:
+    """The located refusal of `flowc run` options a prefect3 local run has no form of, or None.
+
+    Each run starts a private server in a new scratch directory and its children's keys are
+    scoped to the new composite flow run, so nothing of an earlier run can be reused (--resume),
+    and the run is bounded by the server's own states, not by flowc (--timeout). `--fresh` is
+    what every prefect3 run does, so it is accepted.
+    """
+    given = [option for option, on in (("--resume", resume), ("--timeout", timeout is not None)) if on]
+    if not given:
+        return None
+    from compiler.diagnostics import Diagnostic
+    from compiler.sourcemap import load_yaml
+
+    display = project.relative(spec_path)
+    try:
+        data, where = load_yaml(spec_path.read_text(encoding="utf-8"), display)
+    except CompileError:
+        data, where = None, None
+    if isinstance(data, dict) and "target" in data and where is not None:
+        located = where.at(("target",), "", key=True)
+        origin = "its `target: prefect3`"
+    else:
+        located = Diagnostic(display, 1, 1, "")
+        origin = "[tool.flowc] target = \"prefect3\" in pyproject.toml"
+    reasons = {
+        "--resume": "--resume is not available for prefect3 specs (" + origin + "): a local prefect3 run "
+        "starts a private Prefect server each time and keeps no run records, so every child runs "
+        "(as with --fresh); on a server, retrying the composite's flow run reuses the children that "
+        "finished (idempotency keys)",
+        "--timeout": "--timeout is not available for prefect3 specs (" + origin + "); give the steps "
+        "`timeout:` in the spec (each child run is cancelled after it)",
+    }
+    return "\n".join(
+        Diagnostic(located.path, located.line, located.col, reasons[option]).format() for option in given
+    )
+
+
 def run_command(project: Project, spec_path: Path, params: tuple[str, ...], as_json: bool) -> int:
     from compiler.compile import compile_plan, compile_spec
     from compiler.output import load_lock
@@ -118,7 +156,9 @@ def _run(project: Project, plan: Any, overrides: dict[str, Any], python: str) ->
         server.stop()
     children = []
     for child in described["children"]:
-        alias = (child.get("name") or "").partition(".")[2] or child.get("deployment")
+        # `<composite>.<alias>`, or a scan point's own name (`<alias>[param=value, ...]`).
+        name = child.get("name") or ""
+        alias = name[len(plan.name) + 1 :] if name.startswith(plan.name + ".") else name or child.get("deployment")
         children.append({"alias": alias, **child})
     return {
         "state": described["state"],

@@ -17,6 +17,7 @@ from compiler.plan import MappedInput, Plan, Step
 from compiler.graph import mermaid
 from compiler.targets.common import comment, format_python, md, parameter_rows, template
 from compiler.targets.prefect3.checks import base_image
+from compiler.targets.prefect3.scans import gathered_expression, mapping_text, point_step_view, scan_rows, wait_expression
 from compiler.values import literal
 
 # Where the image holds flow.py; prefect.yaml's pull step makes it the working directory.
@@ -60,10 +61,14 @@ class _Names:
         self.function: dict[str, str] = {}
         self.future: dict[str, str] = {}
         self.value: dict[tuple[str, str], str] = {}
+        self.points: dict[str, str] = {}
         for step in plan.steps:
             self.future[step.alias] = self._claim(step.run_variable, taken)
             for mapped in step.inputs:
-                self.value[(step.alias, mapped.parameter)] = self._claim(mapped.variable, taken)
+                if not mapped.per_point:
+                    self.value[(step.alias, mapped.parameter)] = self._claim(mapped.variable, taken)
+            if step.per_point:
+                self.points[step.alias] = self._claim(step.points_variable, taken)
         for step in plan.steps:
             self.function[step.alias] = self._claim(f"run_{step.alias}", taken)
 
@@ -88,6 +93,8 @@ def _flow_view(plan: Plan, names: _Names) -> dict[str, Any]:
         "defaults": [{"name": literal(p.name), "value": literal(p.default)} for p in plan.parameters if not p.required],
         "required": [literal(p.name) for p in plan.parameters if p.required],
         "steps": [_step_view(number, step, plan, names) for number, step in enumerate(plan.steps, start=1)],
+        # A per-point step's outcome is the list of its points' runs.
+        "result_type": "Any" if any(step.per_point for step in plan.steps) else "str",
     }
 
 
@@ -99,16 +106,24 @@ def _step_view(number: int, step: Step, plan: Plan, names: _Names) -> dict[str, 
     if step.retries:
         comments.append(f"a failed run is started anew (a new key) up to {step.retries} more time(s)")
     options = []
-    if step.retries:
+    if step.retries and not step.per_point:  # a per-point step retries each point (run_points)
         options += [f"retries={step.retries}", f"retry_delay_seconds={literal(step.retry_delay_s)}"]
     by_parameter = {p.child_parameter: p for p in step.parameters}
+    per_point_inputs = {m.parameter for m in step.inputs if m.per_point}
     arguments = []
     for child_parameter, _ in step.arguments:
+        if child_parameter in per_point_inputs:
+            continue  # the point's own value (flowc.point_inputs)
         if child_parameter in by_parameter:
             value = f"values[{literal(by_parameter[child_parameter].name)}]"
         else:
             value = names.value[(step.alias, child_parameter)]
         arguments.append({"name": literal(child_parameter), "value": value})
+    per_point = None
+    if step.per_point:
+        comments = [line for line in comments if not line.startswith("a failed run")]
+        per_point = point_step_view(step, plan, names.future, names.points[step.alias])
+        per_point["tags"] = literal(list(step.labels)) if step.labels else "None"
     return {
         "alias": literal(step.alias),
         "title": comment(title).replace('"', "'"),
@@ -121,28 +136,31 @@ def _step_view(number: int, step: Step, plan: Plan, names: _Names) -> dict[str, 
         "run_name": literal(f"{plan.name}.{step.alias}"),
         "timeout": literal(step.timeout_s),
         "tags": literal(list(step.labels)) if step.labels else "",
-        "inputs": [_input_view(step, mapped, names) for mapped in step.inputs],
+        "inputs": [_input_view(step, mapped, names, plan) for mapped in step.inputs if not mapped.per_point],
         "arguments": arguments,
-        "wait_for": [names.future[alias] for alias in step.depends_on],
+        "wait_for": [
+            wait_expression(plan.step(alias), step, names.future[alias])
+            for alias in step.depends_on
+            if not (step.per_point and plan.step(alias).lineage == step.lineage)  # paired by point_inputs
+        ],
+        "per_point": per_point,
     }
 
 
-def _input_view(step: Step, mapped: MappedInput, names: _Names) -> dict[str, str]:
+def _input_view(step: Step, mapped: MappedInput, names: _Names, plan: Plan) -> dict[str, str]:
     parent = names.future[mapped.parent]
-    if mapped.task_name == RETURN_TASK:
+    if mapped.gathered:
+        result = gathered_expression(mapped, parent)
+    elif mapped.task_name == RETURN_TASK:
         result = f"flowc.return_value.submit({parent})"
-        source = f"{mapped.parent}'s return value"
     else:
         result = f"flowc.task_result.submit({parent}, {literal(mapped.task_name)})"
-        source = f"{mapped.parent}.{mapped.task_name}"
-    text = f"{mapped.parameter} <- {source} ({mapped.map_type}"
-    if mapped.map_type == "db":
-        text += f", attribute_index {json.dumps(list(mapped.attribute_index))}"
+    if mapped.map_type == "db" and not mapped.gathered:
         result = f"flowc.load_db_result.submit({result}, {literal(list(mapped.attribute_index))})"
     return {
         "variable": names.value[(step.alias, mapped.parameter)],
         "expression": result,
-        "comment": comment(text + ")"),
+        "comment": comment(mapping_text(mapped, plan)),
     }
 
 
@@ -212,6 +230,7 @@ def _readme_view(plan: Plan) -> dict[str, Any]:
             for number, step in enumerate(plan.steps, start=1)
         ],
         "parameter_rows": parameter_rows(plan),
+        "scan_rows": scan_rows(plan),
         "mapping_rows": [
             {
                 "target": md(f"{step.alias}.{m.parameter}"),

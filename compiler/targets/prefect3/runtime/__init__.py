@@ -20,6 +20,16 @@ from compiler.targets.prefect3.runtime.orchestration import (
     return_value,
     task_result,
 )
+from compiler.targets.prefect3.runtime.scans import (
+    Points,
+    ScanRuns,
+    every_point,
+    from_points,
+    gather,
+    point_inputs,
+    run_points,
+    scan_points,
+)
 from compiler.targets.prefect3.runtime.tasks import load_db_result, load_file, save_db_result, save_file
 
 __all__ = [
@@ -33,7 +43,15 @@ __all__ = [
     "load_db_result",
     "load_file",
     "outcome",
+    "Points",
+    "ScanRuns",
+    "every_point",
+    "from_points",
+    "gather",
+    "point_inputs",
     "return_value",
+    "run_points",
+    "scan_points",
     "save_db_result",
     "save_file",
     "task_result",

@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import difflib
-import hashlib
 import inspect
-import json
 import os
 import threading
 import time
@@ -26,6 +24,8 @@ from prefect.client.schemas.filters import (
     FlowRunFilterIdempotencyKey,
 )
 from prefect.client.schemas.objects import FlowRun
+
+from compiler.keys import idempotency_key, run_key
 
 # What a step hands on: the child run's id, name and deployment (Prefect refuses a FlowRun as a
 # task argument: its state would look like an upstream dependency).
@@ -117,38 +117,38 @@ def _state_value(state: Any) -> Any:
 # Keys -------------------------------------------------------------------------------------------
 
 
-def run_key(step: str, deployment: str, parameters: Mapping[str, Any]) -> str:
-    """A digest of this composite flow run, the step, the child's deployment and its parameters."""
+def child_key(
+    step: str, deployment: str, parameters: Mapping[str, Any], point: Optional[Mapping[str, Any]] = None
+) -> str:
+    """The idempotency key for this child run (or scan point): its run key, unless a run under
+    that key failed.
+
+    The run key (compiler.keys) is a digest of the child's deployment, its parameters and its
+    point; the idempotency key scopes it to this composite flow run and to an attempt. A retried
+    or restarted composite run finds the child run its key names and reuses it while it runs or
+    after it succeeded; a key whose run failed, crashed or was cancelled is not reused: the next
+    attempt's key names a new run.
+    """
     from prefect.runtime import flow_run
 
-    document = {"composite_run": str(flow_run.id), "step": step, "deployment": deployment, "parameters": parameters}
-    text = json.dumps(document, sort_keys=True, separators=(",", ":"), default=repr)
-    return "flowc-" + hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
-
-
-def child_key(step: str, deployment: str, parameters: Mapping[str, Any]) -> str:
-    """The idempotency key for this child run: its run key, unless a run under that key failed.
-
-    A retried or restarted composite run finds the child run its key names and reuses it while it
-    runs or after it succeeded; a key whose run failed, crashed or was cancelled is not reused:
-    the next key (`<key>-2`, `-3`, ...) names a new run.
-    """
-    base = run_key(step, deployment, parameters)
+    key = run_key({"deployment": deployment}, parameters, point)
     flow_name, _, deployment_name = deployment.partition("/")
-    for attempt in range(1, MAX_KEYS + 1):
-        key = base if attempt == 1 else f"{base}-{attempt}"
+    for attempt in range(MAX_KEYS):
+        candidate = idempotency_key(str(flow_run.id), step, key, attempt)
         runs = _client_call(
             "read_flow_runs",
-            flow_run_filter=FlowRunFilter(idempotency_key=FlowRunFilterIdempotencyKey(any_=[key])),
+            flow_run_filter=FlowRunFilter(idempotency_key=FlowRunFilterIdempotencyKey(any_=[candidate])),
             deployment_filter=DeploymentFilter(name=DeploymentFilterName(any_=[deployment_name])),
         )
         if not any(_ended_unsuccessfully(run) for run in runs):
-            return key
+            return candidate
     raise ChildFailed(f"{deployment}: {MAX_KEYS} runs with these parameters failed; not starting another")
 
 
 def _ended_unsuccessfully(run: FlowRun) -> bool:
     state = run.state
+    if state is not None and state.type.value == "CANCELLING":  # a timed-out run on its way out
+        return True
     return state is not None and state.is_final() and not state.is_completed()
 
 
@@ -224,18 +224,25 @@ def _task_name_of(task_run_name: str) -> str:
     return task_run_name.rpartition("-")[0] or task_run_name
 
 
-def outcome(steps: Mapping[str, Any]) -> Dict[str, str]:
-    """Wait for every step; {alias: child flow run id} when all succeeded, else one error naming
-    each step that failed and each that did not run."""
+def outcome(steps: Mapping[str, Any]) -> Dict[str, Any]:
+    """Wait for every step; {alias: child flow run id (a list, in point order, for a per-point
+    step)} when all succeeded, else one error naming each step (and scan point) that failed and
+    each that did not run."""
     failed: List[str] = []
     not_run: List[str] = []
-    runs: Dict[str, str] = {}
+    runs: Dict[str, Any] = {}
     for alias, future in steps.items():
         state = future.wait()
         if state is None:  # 3.x: wait() returns nothing; the state is on the future
             state = future.state
         if state.is_completed():
-            runs[alias] = _state_value(state)["id"]
+            value = _state_value(state)
+            if "runs" not in value:
+                runs[alias] = value["id"]
+                continue
+            runs[alias] = [entry.get("id") for entry in value["runs"]]
+            failed += [f"{entry['name']}: {entry['failed']}" for entry in value["runs"] if "failed" in entry]
+            not_run += [entry["name"] for entry in value["runs"] if "not_run" in entry]
         elif state.is_final():
             failed.append(f"{alias}: {state.message or state.type.value}")
         else:
