@@ -15,12 +15,9 @@ from dataclasses import dataclass
 from functools import lru_cache
 import importlib.util
 from pathlib import Path
-from typing import Any, Mapping
-
-import yaml
+from typing import Any, Iterable, Mapping
 
 from compiler import __version__
-from compiler.yamlsafe import YamlLimitError, expands_within_bounds, load_bounded
 
 # The repository's templates/, seen through the compiler/templates symlink, which a wheel
 # turns into package data: a checkout and an installed flowc read the same files.
@@ -85,11 +82,28 @@ def spec_data(text: str) -> Any:
     YAML aliases are shared, not copied, by the loader: an alias bomb loads quickly but would
     expand when hashed, so its expanded size is bounded before anything walks it.
     """
+    import yaml  # here: a warm check parses no YAML and need not import it
+
+    from compiler.yamlsafe import YamlLimitError, expands_within_bounds, load_bounded
+
     try:
         data = load_bounded(text)
     except (yaml.YAMLError, YamlLimitError, RecursionError, ValueError):  # ValueError: a huge int
         return None
     return data if expands_within_bounds(data) else None
+
+
+def files_digest(root: Path, files: Iterable[str]) -> str | None:
+    """sha256 over each file's name and bytes (a lock entry's `source_digest` over its
+    `source_files`); None when one of them cannot be read."""
+    digest = hashlib.sha256()
+    for name in files:
+        try:
+            data = (root / name).read_bytes()
+        except OSError:
+            return None
+        digest.update(name.encode("utf-8") + b"\0" + str(len(data)).encode() + b"\0" + data)
+    return "sha256:" + digest.hexdigest()
 
 
 def used_lock_keys(data: Any) -> list[str]:

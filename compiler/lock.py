@@ -25,10 +25,9 @@ from compiler.lockfile import (  # noqa: F401 - the lock's model, re-exported fo
     SlugResult,
     TaskInterface,
     files_digest,
-    read_lock,
-    read_lock_file,
     render_lock,
 )
+from compiler.lockread import read_lock, read_lock_file  # noqa: F401 - re-exported for its users
 
 if TYPE_CHECKING:
     from compiler.capture import Answer

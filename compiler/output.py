@@ -2,24 +2,22 @@
 
 from __future__ import annotations
 
-import difflib
 import os
 import shutil
 import stat
 import tempfile
-import uuid
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-from compiler.compile import compile_specs, lock_entries, spec_target
+from compiler.compile import compile_specs, spec_target
 from compiler.targets import GENERATED_FILES as TARGET_FILES
 from compiler.config import Project
 from compiler.diagnostics import CompileError, Diagnostic
-from compiler.fingerprint import digest_context, edited_by_hand, inputs_digest, spec_data
-from compiler.lockfile import Lock, read_lock_file
+from compiler.fingerprint import edited_by_hand, inputs_digest, spec_data
+from compiler.lockfile import Lock
+from compiler.lockview import LockView
 from compiler.owned import owned_orphans, read_generated, unsafe_targets
 from compiler.rendercache import file_digest, record, record_spec, recorded, recorded_spec, spec_key
 
@@ -39,17 +37,19 @@ class Tree:
 
 
 def load_lock(project: Project) -> Lock:
-    return read_lock_file(project.lock_path, project.relative(project.lock_path))
+    """The project's lock, parsed and validated (CompileError, located, when it is malformed)."""
+    return LockView(project).lock
 
 
 def build_tree(
-    project: Project, spec_paths: list[Path] | None, lock: Lock, progress: ProgressHook | None = None
+    project: Project, spec_paths: list[Path] | None, lock: Lock | LockView, progress: ProgressHook | None = None
 ) -> Tree:
     """Compile the specs (every spec when None); a spec is skipped only when this machine's
     render cache (compiler.rendercache) records that these inputs rendered to exactly the bytes
     on disk. Every rendered spec is recorded there.
 
     `progress(total)` is called once the stale specs are known and returns a tick per compiled spec.
+    Given a LockView, the lock is parsed only when a spec must be parsed or compiled.
     """
     tree = Tree()
     if project.target not in TARGET_FILES:
@@ -59,16 +59,16 @@ def build_tree(
         return tree
     everything = spec_paths is None
     paths = unique_specs(project.spec_files() if spec_paths is None else spec_paths)
-    entries = lock_entries(lock)
+    view = lock if isinstance(lock, LockView) else LockView(project, lock)
     owners: dict[str, str] = {}
-    context = digest_context(entries, project.target)
+    context = view.context()
     sources: list[tuple[str, str, str | None, str]] = []  # (display, text, name, inputs digest)
     for path in paths:
         display = project.relative(path)
         tree.specs += 1
         text = _read_spec(path, display, tree.diagnostics)
         if text is not None:
-            sources.append((display, text, *_name_and_digest(display, text, entries, project.target, context)))
+            sources.append((display, text, *_name_and_digest(display, text, view, project.target, context)))
     # A name two specs claim is never taken as up to date: compiling both reports the clash.
     claimed = Counter(name for _, _, name, _ in sources)
     stale: list[tuple[str, str, str]] = []
@@ -81,7 +81,8 @@ def build_tree(
         else:
             stale.append((text, display, digest))
     tick = progress(len(stale)) if progress is not None and stale else None
-    for (_, display, digest), files in zip(stale, compile_specs(stale, lock, entries, tick, project.target)):
+    compiled = compile_specs(stale, view.lock, view.entries(), tick, project.target) if stale else []
+    for (_, display, digest), files in zip(stale, compiled):
         if isinstance(files, list):
             tree.diagnostics.extend(files)
             continue
@@ -94,7 +95,8 @@ def build_tree(
             continue
         owners[name] = display
         tree.rendered.update(files)
-    tree.diagnostics.extend(unsafe_targets(project, sorted(set(tree.rendered) | tree.fresh)))
+    # A fresh file was just read without following a link (_on_disk), so only rendered ones remain.
+    tree.diagnostics.extend(unsafe_targets(project, sorted(tree.rendered)))
     if everything:
         tree.orphans = owned_orphans(project, set(tree.rendered) | tree.fresh)
     return tree
@@ -142,7 +144,7 @@ def _read_spec(path: Path, display: str, diagnostics: list[Diagnostic]) -> str |
 
 
 def _name_and_digest(
-    display: str, text: str, entries: dict[str, Any], target: str, context: str | None
+    display: str, text: str, lock: LockView, target: str, context: str | None
 ) -> tuple[str | None, str]:
     """A spec's name (when plainly given) and inputs digest: from this machine's record of these
     bytes (compiler.rendercache.spec_key) when it has one, else by parsing, then recorded."""
@@ -151,7 +153,7 @@ def _name_and_digest(
     if known is not None:
         return known[1], known[0]
     data = spec_data(text)
-    name, digest = _fast_name(data), inputs_digest(display, data, entries, spec_target(data, target))
+    name, digest = _fast_name(data), inputs_digest(display, data, lock.entries(), spec_target(data, target))
     if key is not None and data is not None:
         record_spec(key, digest, name)
     return name, digest
@@ -239,7 +241,7 @@ class _Transaction:
         """A hard link to the current file, so it can come back; None when there is none."""
         if not target.exists():
             return None
-        backup = target.with_name(f".{target.name}.{uuid.uuid4().hex[:12]}.flowc-bak")
+        backup = target.with_name(f".{target.name}.{os.urandom(6).hex()}.flowc-bak")
         try:
             os.link(target, backup)
         except OSError:  # a filesystem without hard links: a copy does the same job
@@ -342,6 +344,8 @@ def unified_diff(display: str, current: str | None, expected: str | None) -> str
     """git-style diff from what is on disk (a) to what should be (b)."""
     before = [] if current is None else current.splitlines(keepends=True)
     after = [] if expected is None else expected.splitlines(keepends=True)
+    import difflib  # only when something differs
+
     lines = difflib.unified_diff(
         before,
         after,

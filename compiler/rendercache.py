@@ -9,6 +9,9 @@ carry -- never vouches for itself, and a fresh clone renders everything.
 
 A second record maps a spec file's bytes (with its path, flowc's sources, the lock entries and
 the project's target) to its inputs digest and name, so a warm check does not even parse the YAML.
+A third maps the lock's bytes to what a warm check needs of it (its digest context, and each
+locked source's files and digest for the drift check), so the lock is parsed only when a spec
+must be compiled or a source changed.
 
 Standard library only: an up-to-date check imports no renderer.
 """
@@ -131,3 +134,36 @@ def recorded_spec(key: str) -> tuple[str, str | None] | None:
 
 def record_spec(key: str, inputs_digest: str, name: str | None) -> None:
     _write(_entry_path(key, "specs"), {"format": FORMAT, "key": key, "inputs": inputs_digest, "name": name})
+
+
+def lock_key(display: str, data: bytes, target: str, toolchain: str) -> str:
+    """The key of what the lock's bytes give this flowc for a project of `target`."""
+    digest = hashlib.sha256()
+    for part in (f"flowc-lock {FORMAT}".encode(), toolchain.encode(), target.encode(), display.encode(), data):
+        digest.update(part + b"\0")
+    return "sha256:" + digest.hexdigest()
+
+
+def recorded_lock(key: str) -> tuple[str, list[tuple[list[str], str]]] | None:
+    """(digest context, [(source files, their digest)] of every locked source) recorded for
+    `key`, or None (not known)."""
+    path = _entry_path(key, "locks")
+    entry = _read_entry(path) if path is not None else None
+    if not isinstance(entry, dict) or entry.get("format") != FORMAT or entry.get("key") != key:
+        return None
+    context, sources = entry.get("context"), entry.get("sources")
+    if not isinstance(context, str) or not isinstance(sources, list):
+        return None
+    checked = []
+    for item in sources:
+        if not (isinstance(item, list) and len(item) == 2 and isinstance(item[1], str) and isinstance(item[0], list)):
+            return None
+        if not all(isinstance(name, str) for name in item[0]):
+            return None
+        checked.append((item[0], item[1]))
+    return context, checked
+
+
+def record_lock(key: str, context: str, sources: list[tuple[list[str], str]]) -> None:
+    entry = {"format": FORMAT, "key": key, "context": context, "sources": [[list(f), d] for f, d in sources]}
+    _write(_entry_path(key, "locks"), entry)

@@ -18,6 +18,8 @@ from tests.helpers import SPECS, copy_project, flowc
 
 # What rendering, validating or running would pull in; none of it may load when nothing changed.
 HEAVY = ("black", "blib2to3", "jinja2", "prefect", "pydantic", "docker", "dask", "distributed")
+# What only parsing the lock (or a spec) needs: a warm check loads none of it either.
+PARSING = ("yaml", "compiler.lockread", "compiler.lock", "compiler.yamlsafe")
 MARKER = "FLOWC-PROBE "
 # Runs the real command line in-process in a fresh interpreter, then reports what it imported.
 PROBE = f"""
@@ -29,18 +31,25 @@ try:
 except SystemExit as stop:
     code = stop.code or 0
 heavy = sorted({{name.split(".")[0] for name in sys.modules}} & set({HEAVY!r}))
-print({MARKER!r} + json.dumps({{"code": code, "heavy": heavy}}))
+parsing = sorted(set(sys.modules) & set({PARSING!r}))
+print({MARKER!r} + json.dumps({{"code": code, "heavy": heavy, "parsing": parsing}}))
 """
 
 
 def probe(project: Path, *args: str) -> tuple[int, list[str], str]:
+    code, heavy, _, output = probe_parsing(project, *args)
+    return code, heavy, output
+
+
+def probe_parsing(project: Path, *args: str) -> tuple[int, list[str], list[str], str]:
+    """(exit code, heavy packages, parsing modules imported, output) of one fresh flowc process."""
     result = subprocess.run(
         [sys.executable, "-c", PROBE, *args], capture_output=True, text=True, cwd=project, timeout=120
     )
     line = next((x for x in result.stdout.splitlines() if x.startswith(MARKER)), None)
     assert line is not None, result.stdout + result.stderr
     report = json.loads(line[len(MARKER) :])
-    return report["code"], report["heavy"], result.stdout + result.stderr
+    return report["code"], report["heavy"], report["parsing"], result.stdout + result.stderr
 
 
 @pytest.fixture
@@ -65,6 +74,31 @@ def test_up_to_date_generate_imports_no_renderer_and_no_prefect(project: Path) -
     assert code == 0, output
     assert heavy == []
     assert "0 file(s) written" in output
+
+
+def test_a_warm_check_parses_no_lock_and_imports_no_yaml(project: Path) -> None:
+    flowc("check", cwd=project)  # the first check after generate may parse: it records the lock
+    code, heavy, parsing, output = probe_parsing(project, "check")
+    assert (code, heavy, parsing) == (0, [], []), output
+    code, _, parsing, output = probe_parsing(project, "generate")
+    assert (code, parsing) == (0, []), output
+
+
+def test_a_lock_edit_or_a_changed_source_is_parsed_again(project: Path) -> None:
+    """The lock's record is keyed by its bytes and checked against its sources' files: an edited
+    lock is read (and its error located), a changed child source is re-captured."""
+    flowc("check", cwd=project)
+    lock = project / "specs" / "flows.lock.yaml"
+    text = lock.read_text()
+    lock.write_text(text.replace("version: 2", "version: 99", 1))
+    code, _, parsing, output = probe_parsing(project, "check")
+    assert code == 1 and "yaml" in parsing and "specs/flows.lock.yaml:3:" in output, output
+    lock.write_text(text)
+    source = project / "examples" / "flows" / "analysis.py"
+    assert "- examples/flows/analysis.py" in text  # in a locked source's closure
+    source.write_text(source.read_text() + "\n# a comment: the interface is unchanged\n")
+    code, _, parsing, output = probe_parsing(project, "check")
+    assert code == 0 and "compiler.lock" in parsing and "changed but its interface did not" in output, output
 
 
 def test_up_to_date_check_of_named_specs_imports_no_renderer(project: Path) -> None:

@@ -25,15 +25,16 @@ def run_generate(
     what it wrote: `counts=False` drops the summary line)."""
     from filelock import FileLock
 
-    from compiler.output import build_tree, load_lock, write_tree
+    from compiler.lockview import LockView
+    from compiler.output import build_tree, write_tree
 
-    try:
-        lock = load_lock(project)
-    except CompileError as error:
-        fail(error.diagnostics, style)
     with FileLock(_generate_lock_path(project)):
-        with console.progress_bar("generating") as progress:
-            tree = build_tree(project, spec_paths, lock, progress)
+        try:
+            lock = LockView(project)  # parsed only if a spec must be compiled
+            with console.progress_bar("generating") as progress:
+                tree = build_tree(project, spec_paths, lock, progress)
+        except CompileError as error:  # a malformed lock
+            fail(error.diagnostics, style)
         if tree.diagnostics:
             fail(tree.diagnostics, style)
         try:
@@ -51,7 +52,7 @@ def run_generate(
             console.info(f"wrote {path}{edited}")
         for path in report.removed:
             console.info(f"removed {path}")
-        console.detail(f"{tree.skipped} spec(s) up to date by their headers, not rendered")
+        console.detail(f"{tree.skipped} spec(s) taken from this machine's render cache, not rendered")
         if counts:
             console.info(
                 f"{tree.specs} spec{'s' if tree.specs != 1 else ''}: {len(report.written)} file(s) written, "

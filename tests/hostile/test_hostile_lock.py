@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from compiler.compile import compile_spec
 from compiler.diagnostics import CompileError
-from compiler.lockfile import read_lock_file
+from compiler.lockread import read_lock_file
 from tests.helpers import REPO, SPECS, copy_project
 
 LOCK = (REPO / "specs" / "flows.lock.yaml").read_text()
