@@ -48,15 +48,9 @@ def template_outputs(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
         yield captured
 
 
-def black_at(source: str, width: int) -> str:
-    """format_with_black at another line length."""
-    mode = black.Mode(target_versions={black.TargetVersion.PY310}, line_length=width)
-    return black._format_str_once(source, mode=mode)  # noqa: SLF001 - what format_with_black runs
-
-
 def assert_laid_out_as_black(source: str, *, fixpoint: bool = False, width: int = WIDTH) -> str:
     fast = layout.format_module(source, width)
-    assert fast == (format_with_black(source) if width == WIDTH else black_at(source, width))
+    assert fast == (format_with_black(source) if width == WIDTH else layout.black_once(source, width))
     if fixpoint:
         mode = black.Mode(target_versions={black.TargetVersion.PY310}, **BLACK_MODE_ARGS)
         assert black.format_str(fast, mode=mode) == fast

@@ -57,13 +57,9 @@ def format_with_black(source: str) -> str:
     check `format_str(output) == output` for every example and for random specs (test_properties),
     and black is pinned in pyproject.toml. Without the private function, both passes run.
     """
-    import black
+    from compiler.targets.layout import black_once
 
-    mode = black.Mode(target_versions={black.TargetVersion.PY310}, **BLACK_MODE_ARGS)
-    format_once = getattr(black, "_format_str_once", None)
-    if format_once is None:
-        return black.format_str(source, mode=mode)
-    return format_once(source, mode=mode)
+    return black_once(source, BLACK_MODE_ARGS["line_length"])
 
 
 def comment(text: str) -> str:

@@ -324,8 +324,6 @@ def _space(previous: Leaf | None, after_unary: bool, leaf: Leaf, context: str, a
 def _black_statement(source: str, depth: int, width: int) -> list[str]:
     """One statement formatted by black at `depth`, inside as many `if` blocks (a decorator
     or a block's header with a body to format it with, cut off again)."""
-    import black
-
     indent = "    " * depth
     wrapped = "".join("    " * level + "if x:\n" for level in range(depth)) + indent + source + "\n"
     extra = 0
@@ -335,13 +333,21 @@ def _black_statement(source: str, depth: int, width: int) -> list[str]:
     elif source.endswith(":"):
         wrapped += indent + "    pass\n"
         extra = 1
-    mode = black.Mode(target_versions={black.TargetVersion.PY310}, line_length=width)
-    lines = black.format_str(wrapped, mode=mode).rstrip("\n").split("\n")
+    lines = black_once(wrapped, width).rstrip("\n").split("\n")
     return lines[depth : len(lines) - extra]
 
 
 def _black_module(source: str, width: int) -> str:
+    return black_once(source, width)
+
+
+def black_once(source: str, width: int) -> str:
+    """black's first pass (its second only guards against rare instabilities; black is pinned),
+    for Python 3.10 and up: the formatting the layout reproduces and falls back to."""
     import black
 
     mode = black.Mode(target_versions={black.TargetVersion.PY310}, line_length=width)
-    return black.format_str(source, mode=mode)
+    format_once = getattr(black, "_format_str_once", None)
+    if format_once is None:
+        return black.format_str(source, mode=mode)
+    return format_once(source, mode=mode)
