@@ -38,6 +38,9 @@ _TOKEN = re.compile(
 _UNREAD = frozenset({"doc", "prefixed", "other"})
 _KEYWORDS = frozenset(keyword.kwlist) - {"None", "True", "False"}
 _STATEMENT_KEYWORDS = frozenset({"from", "import", "as", "with", "def", "return", "pass"})
+_UNARY = frozenset({"-", "*", "**"})
+_BEFORE_UNARY = frozenset({"(", "[", "{", ",", "=", ":", "->", "kw", "-", "*", "**"})
+_PAIRS = {"(": ")", "[": "]", "{": "}"}
 _FLOAT = re.compile(r"[0-9]+(?:\.[0-9]+)?(?:e[+-]?[0-9]+)?|[0-9]+")
 
 
@@ -191,50 +194,67 @@ def _leaves(tokens: list[tuple[str, str]]) -> tuple[list[Leaf], bool, bool]:
     first = tokens[0][1]
     is_import = first in ("from", "import")
     is_def = first == "def"
+    # Where black's invisible parentheses open: after `with`/`return`, `import`, or an assignment's `=`.
+    optional_at: int | None = 1 if first in ("with", "return") else None
+    optional_after = "import" if first == "from" else "=" if first not in ("def", "@", "import") else ""
     leaves: list[Leaf] = []
     stack: list[tuple[Leaf, str]] = []  # opening bracket, and what it opens: call, def, atom, subscript
+    context = "statement"
     annotated = False  # in a def's parameters: the current parameter has an annotation
-    optional_at: int | None = None  # where black's invisible parentheses open
     previous: Leaf | None = None
     previous_unary = False
     for index, (kind, value) in enumerate(tokens):
-        leaf = Leaf(_kind(kind, value), _normalized(kind, value))
-        context = stack[-1][1] if stack else "statement"
-        unary = leaf.kind in ("-", "*", "**") and (
-            previous is None or previous.kind in OPENING or previous.kind in (",", "=", ":", "->", "kw", "-", "*", "**")
-        )
-        if leaf.kind in ("-", "*", "**") and not unary:
-            raise _Unknown  # an operator: not in flowc's code
-        if leaf.kind == "kw" and value not in _STATEMENT_KEYWORDS:
-            raise _Unknown
-        if leaf.kind == "." and previous is not None and previous.kind in CLOSING:
+        if kind == "op":
+            leaf = Leaf(value, value)
+        elif kind == "name":
+            if value in _KEYWORDS:
+                if value not in _STATEMENT_KEYWORDS:
+                    raise _Unknown
+                leaf = Leaf("kw", value)
+            elif value.isascii():
+                leaf = Leaf("name", value)
+            else:
+                raise NotCovered("a non-ASCII name")
+        else:
+            leaf = Leaf(kind, _normalized(kind, value))
+        leaf_kind = leaf.kind
+        unary = False
+        if leaf_kind in _UNARY:
+            unary = previous is None or previous.kind in _BEFORE_UNARY
+            if not unary:
+                raise _Unknown  # an operator: not in flowc's code
+        elif leaf_kind == "." and previous is not None and previous.kind in CLOSING:
             raise _Unknown  # black splits such chains at their dots
-        if leaf.kind == "@" and index:
+        elif leaf_kind == "@" and index:
             raise _Unknown
-        leaf.prefix = _space(previous, previous_unary, leaf, context, annotated)
-        if leaf.kind in OPENING:
-            if leaf.kind == "(":
-                if previous is not None and (previous.kind == "name" or previous.kind in CLOSING):
-                    opens = "def" if is_def and not stack else "call"
-                else:
+        if previous is not None:
+            leaf.prefix = _space(previous, previous_unary, leaf, context, annotated)
+        if leaf_kind in OPENING:
+            trailer = previous is not None and (previous.kind == "name" or previous.kind in CLOSING)
+            if leaf_kind == "(":
+                if not trailer:
                     raise _Unknown  # parentheses black might remove or keep
-            elif leaf.kind == "[":
-                opens = "subscript" if previous is not None and (previous.kind in ("name", "str") or previous.kind in CLOSING) else "atom"
+                opens = "def" if is_def and not stack else "call"
+            elif leaf_kind == "[":
+                opens = "subscript" if trailer or (previous is not None and previous.kind == "str") else "atom"
             else:
                 opens = "atom"
             leaf.atom = opens == "atom"
             stack.append((leaf, opens))
-        elif leaf.kind in CLOSING:
+            context = opens
+        elif leaf_kind in CLOSING:
             opening, _ = stack.pop()
-            if {"(": ")", "[": "]", "{": "}"}[opening.kind] != leaf.kind:
+            if _PAIRS[opening.kind] != leaf_kind:
                 raise _Unknown
             opening.partner = leaf
             leaf.partner = opening
-        if context == "def" and leaf.kind == ":":
-            annotated = True
-        elif context == "def" and leaf.kind == ",":
-            annotated = False
-        if not stack and optional_at is None and _opens_optional_parens(leaf, first, tokens, index):
+            context = stack[-1][1] if stack else "statement"
+        elif context == "def":
+            if leaf_kind == ":":
+                annotated = True
+            elif leaf_kind == ",":
+                annotated = False
+        elif optional_at is None and not stack and value == optional_after:
             optional_at = len(leaves) + 1
         leaves.append(leaf)
         previous, previous_unary = leaf, unary
@@ -244,18 +264,6 @@ def _leaves(tokens: list[tuple[str, str]]) -> tuple[list[Leaf], bool, bool]:
         end = len(leaves) - 1 if first == "with" else len(leaves)
         _wrap_optional(leaves, optional_at, end)
     return leaves, is_import, is_def
-
-
-def _opens_optional_parens(leaf: Leaf, first: str, tokens: list[tuple[str, str]], index: int) -> bool:
-    if first == "def" or first == "@":
-        return False
-    if first == "with":
-        return index == 0
-    if first == "from":
-        return leaf.value == "import"
-    if first == "return":
-        return index == 0
-    return leaf.kind == "="
 
 
 def _wrap_optional(leaves: list[Leaf], start: int, end: int) -> None:
@@ -268,14 +276,6 @@ def _wrap_optional(leaves: list[Leaf], start: int, end: int) -> None:
     closing.partner = opening
     leaves.insert(end, closing)
     leaves.insert(start, opening)
-
-
-def _kind(kind: str, value: str) -> str:
-    if kind == "name":
-        return "kw" if value in _KEYWORDS else "name"
-    if kind == "op":
-        return value
-    return kind
 
 
 def _normalized(kind: str, value: str) -> str:
@@ -298,8 +298,6 @@ def _normalized(kind: str, value: str) -> str:
             raise NotCovered("a number black would rewrite")
         mantissa, e, exponent = value.partition("e")
         return mantissa + e + exponent.lstrip("+")
-    if kind == "name" and not value.isascii():
-        raise NotCovered("a non-ASCII name")
     return value
 
 

@@ -71,10 +71,12 @@ class Line:
             previous = leaf
 
     def __str__(self) -> str:
-        if not self.leaves:
+        leaves = self.leaves
+        if not leaves:
             return ""
-        first = self.leaves[0]
-        return "    " * self.depth + first.value + "".join(leaf.prefix + leaf.value for leaf in self.leaves[1:])
+        parts = [leaf.prefix + leaf.value for leaf in leaves]
+        parts[0] = "    " * self.depth + leaves[0].value
+        return "".join(parts)
 
     def fits(self, width: int) -> bool:
         return len(str(self)) <= width
