@@ -63,7 +63,8 @@ class _Planner:
                     upstream[index].setdefault(parent_index, path)
         order = self._order(flows, upstream)
         lineage = self._lineage(flows, order, for_each)
-        steps_inputs = {i: self._point_inputs(i, flows, inputs, lineage) for i, inputs in steps_inputs.items()}
+        by_alias = {flow.step_name: i for i, flow in enumerate(flows)}
+        steps_inputs = {i: self._point_inputs(i, by_alias, inputs, lineage) for i, inputs in steps_inputs.items()}
         steps = []
         for index in order:
             step = self._step(index, flows[index], interfaces[index], steps_inputs[index], upstream[index], order)
@@ -301,10 +302,9 @@ class _Planner:
         return lineage
 
     def _point_inputs(
-        self, index: int, flows: list[ComposingFlow], inputs: tuple[MappedInput, ...], lineage: dict[int, int]
+        self, index: int, by_alias: dict[str, int], inputs: tuple[MappedInput, ...], lineage: dict[int, int]
     ) -> tuple[MappedInput, ...]:
         """Mark each mapping: the matching point's value (same scan), or gathered into a list."""
-        by_alias = {flow.step_name: i for i, flow in enumerate(flows)}
         marked = []
         for mapped in inputs:
             parent = by_alias.get(mapped.parent)

@@ -117,14 +117,15 @@ def _counted_spec(name: str, steps: dict[str, str | None]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _run_counted(root: Path, spec: str) -> tuple[dict[str, dict], list[str]]:
+def _run_counted(root: Path, spec: str, servers: str = "on") -> tuple[dict[str, dict], list[str]]:
     make_project(root, {"counted.py": COUNTED}, {spec: _counted_spec(spec, SPECS[spec])})
     for command in (("lock",), ("generate",)):
         done = run(*command, cwd=root)
         assert done.returncode == 0, done.stderr
     (root / "imports.log").unlink(missing_ok=True)  # the lock's capture imported it too
     (root / "state.txt").unlink(missing_ok=True)
-    done = run("run", f"specs/{spec}.yaml", "--json", cwd=root, env={"FLOWC_CHILD_START": "fork"})
+    env = {"FLOWC_CHILD_START": "fork", "FLOWC_SOURCE_SERVERS": servers}
+    done = run("run", f"specs/{spec}.yaml", "--json", cwd=root, env=env)
     assert done.returncode == 0, done.stderr
     summary = json.loads(done.stdout)
     for child in summary["children"]:  # each child's output starts with what its import printed
@@ -153,3 +154,9 @@ def test_a_child_never_gets_a_source_imported_before_its_parent_ended(tmp_path: 
     results, imports = _run_counted(tmp_path / "project", "chain")
     assert [results[alias]["seen_at_import"] for alias in ("a", "b", "c")] == ["", "a", "b"]
     assert len(imports) == 3
+
+
+def test_without_source_servers_every_child_imports_its_source_itself(tmp_path: Path) -> None:
+    results, imports = _run_counted(tmp_path / "project", "fan", servers="off")
+    assert len(imports) == 4
+    assert len({results[alias]["ppid"] for alias in results}) == 1  # all forked by the main server

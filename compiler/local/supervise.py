@@ -28,7 +28,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, Any
 
-from compiler.local.forkclient import KILL_GRACE_S, ForkServer, LaunchError, kill_group
+from compiler.local.forkclient import KILL_GRACE_S, SOURCE_SERVERS_ENV, ForkServer, LaunchError, kill_group
 
 START_METHODS = ("fork", "spawn")
 LOG_NAME_MAX = 120  # characters of a log file's name from its label (a point's values can be long)
@@ -240,6 +240,10 @@ class Supervisor:
         self._children: list[ChildProcess] = []
         self._stopping: str | None = None
         self._log_names: set[str] = set()
+        servers = os.environ.get(SOURCE_SERVERS_ENV, "on")
+        if servers not in ("on", "off"):
+            raise ValueError(f"{SOURCE_SERVERS_ENV}={servers!r}: expected on or off")
+        self._source_servers = servers == "on"
 
     @property
     def stopping(self) -> str | None:
@@ -315,7 +319,7 @@ class Supervisor:
 
     def prepare_source(self, source: str, root: str, flow_name: str, after: float) -> None:
         """Let later children of `source` start with it imported (compiler.local.forkclient)."""
-        if isinstance(self._launcher, ForkServer) and not self._stopping:
+        if self._source_servers and isinstance(self._launcher, ForkServer) and not self._stopping:
             self._launcher.prepare_source(source, root, flow_name, after)
 
     def stop(self, child: ChildProcess, reason: str) -> None:
