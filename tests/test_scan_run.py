@@ -4,6 +4,7 @@ number is recomputed here from the distribution file distgen wrote."""
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import shutil
@@ -190,3 +191,51 @@ def test_human_output_has_a_line_per_point_and_folds_large_scans(clock_project: 
     assert "  clock[label=4]: Failed:" in done.stderr
     assert "  after[label=4]: not run: upstream 'clock[label=4]' failed" in done.stderr
     assert "clock_scan: Failed" in lines[-1] and "(22 succeeded, 1 failed, 2 not run)" in lines[-1]
+
+
+@pytest.fixture
+def ledger_project(clock_project: Path) -> Path:
+    """The clock project plus the ledger child and its scan (tests/scan_data), locked and generated."""
+    shutil.copy(SCAN_DATA / "ledger.py", clock_project / "examples" / "flows" / "ledger.py")
+    shutil.copy(SCAN_DATA / "ledger_scan.yaml", clock_project / "specs" / "ledger_scan.yaml")
+    for command in (["lock"], ["generate", "specs/ledger_scan.yaml"]):
+        done = flowc(*command, cwd=clock_project)
+        assert done.returncode == 0, done.stdout + done.stderr
+    return clock_project
+
+
+def test_a_point_whose_own_loader_fails_names_that_loader_and_point_downstream(ledger_project: Path) -> None:
+    """Every ledger point succeeds, but the composite cannot load point 1's `kept` (its file is
+    gone: raw) nor point 2's record field (db): those after points, their again points and the
+    gathering step say so, with the point; points 0 and 3 finish; the composite fails."""
+    spoilt = ("-p", "ledger-lose_file_on=1", "-p", "ledger-lose_field_on=2")
+    done = flowc("run", "specs/ledger_scan.yaml", "--json", *spoilt, cwd=ledger_project)
+    assert done.returncode == 1, done.stdout + done.stderr
+    summary = json.loads(done.stdout)
+    assert summary["state"] == "Failed" and summary["ok"] is False
+    ledger, after, again = (points_of(summary, alias) for alias in ("ledger", "after", "again"))
+    assert [c["state"] for c in ledger] == ["Success"] * 4
+    assert [c["state"] for c in after] == [c["state"] for c in again] == ["Success", "not run", "not run", "Success"]
+    raw = "loading 'seconds' from 'ledger[label=1]' failed (task 'get_task_run_result'): "
+    assert after[1]["reason"].startswith(raw) and "kept-1.json" in after[1]["reason"], after[1]["reason"]
+    db = "loading 'label' from 'ledger[label=2]' failed (task 'load_db_result'): "
+    assert after[2]["reason"].startswith(db), after[2]["reason"]
+    assert "has no 'outputs' -> 'value'" in after[2]["reason"]
+    assert again[1]["reason"] == f"upstream 'after[label=1]' was not run: {after[1]['reason']}"
+    assert again[2]["reason"] == f"upstream 'after[label=2]' was not run: {after[2]['reason']}"
+    # the other points finished with their own values: label 10 * x from the store, seconds 0.01 * x
+    assert [(c["mapped"]["label"], c["mapped"]["seconds"]) for c in (after[0], after[3])] == [(0, 0.0), (30, 0.03)]
+    assert [c["results"]["scaled-1"] for c in (again[0], again[3])] == [0, 3000]
+    total = children(summary)["total"]
+    assert total["state"] == "not run" and total["run_id"] is None
+    assert total["reason"].startswith(
+        f"upstream 'again' was not run (2 of 4 points; first again[label=1]: {again[1]['reason']})"
+    ), total["reason"]
+    assert f"loading 'fail_on' from 'ledger[label=1]' failed (task 'get_task_run_result'): " in total["reason"]
+    assert f"○ after[label=2]  not run   {db}" in done.stderr  # the progress line as it happens
+    # the human summary names the same causes
+    done = flowc("run", "specs/ledger_scan.yaml", *spoilt, cwd=ledger_project, env={**os.environ, "COLUMNS": "400"})
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert f"  after[label=2]: not run: {db}" in done.stderr
+    assert f"  again[label=1]: not run: upstream 'after[label=1]' was not run: {raw}" in done.stderr
+    assert done.stderr.splitlines()[-1].startswith("ledger_scan: Failed") and "(8 succeeded, 5 not run)" in done.stderr

@@ -52,16 +52,28 @@ def point_not_run_reason(plan: Plan, step: Step, index: int, done: dict[str, lis
     """Why point `index` of `step` never started: the same point of a parent of its scan that
     failed or did not run (`upstream 'impact[quad_k=2.0, drift_length=1.0]' failed`)."""
     reasons = []
-    for parent in step.upstream:
-        if parent not in done or plan.step(parent).lineage != step.lineage:
-            continue
-        same_point = [c for c in done[parent] if c.point_index == index]
-        for summary in same_point:
-            if summary.not_run:
-                reasons.append(f"upstream {summary.label!r} was not run")
-            elif not summary.ok:
-                reasons.append(f"upstream {summary.label!r} failed")
+    for summary in _same_point_upstream(plan, step, index, done):
+        if summary.not_run:
+            cause = f": {summary.cause}" if summary.cause else ""
+            reasons.append(f"upstream {summary.label!r} was not run{cause}")
+        elif not summary.ok:
+            reasons.append(f"upstream {summary.label!r} failed")
     return "; ".join(reasons) or None
+
+
+def upstream_cause(plan: Plan, step: Step, index: int, done: dict[str, list[ChildSummary]]) -> str | None:
+    """The loader failure behind the same point upstream that did not run, if that was why."""
+    return next((c.cause for c in _same_point_upstream(plan, step, index, done) if c.not_run and c.cause), None)
+
+
+def _same_point_upstream(plan: Plan, step: Step, index: int, done: dict[str, list[ChildSummary]]) -> list[ChildSummary]:
+    return [
+        summary
+        for parent in step.upstream
+        if parent in done and plan.step(parent).lineage == step.lineage
+        for summary in done[parent]
+        if summary.point_index == index
+    ]
 
 
 def gathered_reason(parent: str, points: list[ChildSummary]) -> str | None:
@@ -73,7 +85,9 @@ def gathered_reason(parent: str, points: list[ChildSummary]) -> str | None:
     if failed:
         return f"upstream {parent!r} failed ({failed} of {len(points)} points)"
     if not_run:
-        return f"upstream {parent!r} was not run ({not_run} of {len(points)} points)"
+        caused = next((c for c in points if c.not_run and c.cause), None)
+        first = f"; first {caused.label}: {caused.reason}" if caused is not None else ""
+        return f"upstream {parent!r} was not run ({not_run} of {len(points)} points{first})"
     return None
 
 
@@ -140,3 +154,58 @@ def state_counts(points: list[ChildSummary]) -> str:
     """`11 Success, 1 Failed`: a folded step's states, most common first."""
     counts = Counter(c.state for c in points)
     return ", ".join(f"{n} {state}" for state, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+
+
+def loader_failures(
+    plan: Plan,
+    step: Step,
+    flow: prefect.Flow | None,
+    state: Any,
+    done: dict[str, list[ChildSummary]],
+    index: int | None = None,
+) -> list[str]:
+    """The composite's own loaders of `step`'s mappings from per-point parents that failed for a
+    point (for point `index` only, when given), each named with its mapping, the parent's point
+    and the loader's error: `loading 'emittance' from 'impact[quad_k=2.0, drift_length=1.0]'
+    failed (task 'load_db_result'): ...`. Only the first failure of a loader chain is named (a
+    `load_db_result` after a failed `get_task_run_result` is TriggerFailed, not a cause)."""
+    from prefect.engine.state import TriggerFailed
+
+    from compiler.runtime.local import orchestration_kind
+
+    task_states = state.result if state is not None and isinstance(state.result, dict) else {}
+    if flow is None or not task_states:
+        return []
+    runs = {task: str(task.name)[len("run ") :] for task in flow.tasks if orchestration_kind(task) == "run_child_flow"}
+    mine = [task for task, alias in runs.items() if alias == step.alias]
+    # The composite's own tasks between the parents' runs and this step's run, in a fixed order.
+    seen: set[Any] = set()
+    pending = list(mine)
+    fetches = []
+    while pending:
+        for edge in sorted(flow.edges_to(pending.pop()), key=lambda e: (str(e.key), flow.slugs[e.upstream_task])):
+            task = edge.upstream_task
+            if task in seen or task in runs:
+                continue
+            seen.add(task)
+            pending.append(task)
+            if orchestration_kind(task) == "get_task_run_result":
+                fetches.append(task)
+    failures = []
+    for fetch in sorted(fetches, key=lambda t: flow.slugs[t]):
+        parent = next((runs[e.upstream_task] for e in flow.edges_to(fetch) if e.upstream_task in runs), None)
+        slug = flow.constants.get(fetch, {}).get("task_slug")
+        mapping = next((m for m in step.inputs if m.parent == parent and m.task_slug == slug), None)
+        if parent is None or mapping is None:
+            continue
+        chain = [fetch] + [e.downstream_task for e in flow.edges_from(fetch) if e.downstream_task in seen]
+        for point in range(len(done.get(parent, []))) if index is None else [index]:
+            for task in chain:
+                task_state = task_states.get(task)
+                children = getattr(task_state, "map_states", None) or []
+                child = children[point] if point < len(children) else None
+                if child is not None and child.is_failed() and not isinstance(child, TriggerFailed):
+                    label = done[parent][point].label if point < len(done.get(parent, [])) else parent
+                    failures.append(f"loading {mapping.parameter!r} from {label!r} failed (task {task.name!r}): {child.message}")
+                    break
+    return failures

@@ -49,4 +49,8 @@ def load_result(entry: dict[str, Any] | None, described: str) -> Any:
         raise ValueError(f"{described}: cannot load its Result ({entry['class']}): {error}") from None
     if not isinstance(result, Result):
         raise ValueError(f"{described}: {entry['class']} is not a Prefect Result")
-    return result.read(location).value
+    try:
+        return result.read(location).value
+    except Exception as error:  # a file gone, a store down: the message names the run and where
+        kind = entry["class"].rsplit(".", 1)[-1]
+        raise ValueError(f"{described}: cannot read its {kind} at {location!r}: {type(error).__name__}: {error}") from None

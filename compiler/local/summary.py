@@ -46,6 +46,7 @@ class ChildSummary:
     mapped: dict[str, Any] = field(default_factory=dict)
     results: dict[str, Any] = field(default_factory=dict)
     reason: str | None = None  # why a step did not run
+    cause: str | None = None  # a not-run point's loader failure (its own or its upstream point's)
     log: str | None = None  # its output, under .flowc/runs/<run-id>/
     run_name: str | None = None
     # A point of a scanned or for_each step: its values and place in the scan, and how it is shown
@@ -175,6 +176,7 @@ def summarize_children(
             per_point[step.alias] = []
         else:
             gathered = [scans.gathered_reason(p, per_point[p]) for p in step.upstream if p in per_point]
+            gathered += scans.loader_failures(plan, step, flow, state, per_point)
             child.reason = "; ".join(r for r in gathered if r) or _not_run_reason(step, summaries, flow, state)
         summaries[step.alias] = child
         ordered.append(child)
@@ -223,9 +225,12 @@ def _point_summaries(
         else:
             child.run_name = point_name(step.alias, point)
             child.label = point_label(step.alias, child.run_name, index)
-            child.reason = scans.point_not_run_reason(plan, step, index, per_point) or _not_run_reason(
-                step, {a: s for a, s in summaries.items() if plan.step(a).lineage != step.lineage}, flow, state
-            )
+            child.reason = scans.point_not_run_reason(plan, step, index, per_point)
+            child.cause = scans.upstream_cause(plan, step, index, per_point)
+            if child.reason is None:
+                child.cause = "; ".join(scans.loader_failures(plan, step, flow, state, per_point, index)) or None
+                other = {a: s for a, s in summaries.items() if plan.step(a).lineage != step.lineage}
+                child.reason = child.cause or _not_run_reason(step, other, flow, state)
         children.append((child, run))
     return children
 
@@ -277,8 +282,10 @@ def _not_run_reason(step: Step, done: Mapping[str, ChildSummary], flow: prefect.
     """Why a step never started: a parent that failed or did not run, else the task that failed."""
     reasons = []
     for parent in step.upstream:
-        summary = done.get(parent)
-        if summary is None or summary.state == NOT_RUN:
+        if parent not in done:
+            continue  # a parent of the same scan, whose point did run (compiler.local.points)
+        summary = done[parent]
+        if summary.state == NOT_RUN:
             reasons.append(f"upstream {parent!r} was not run")
         elif not summary.ok:
             reasons.append(f"upstream {parent!r} failed")

@@ -17,7 +17,8 @@ from prefect.engine.results import LocalResult
 
 from compiler.runtime import save_db_result
 
-KEPT = os.path.join(os.environ.get("LEDGER_DIR", "ledger"), "kept-{parameters[label]}.json")
+KEPT_DIR = os.path.abspath(".flowc/ledger")  # the project's (a child runs in the project root)
+KEPT = "kept-{parameters[label]}.json"
 
 
 @task(name="outputs")
@@ -25,7 +26,7 @@ def outputs(label: object, lose_field_on: object) -> dict:
     return {} if label == lose_field_on else {"value": 10 * label}  # type: ignore[operator]
 
 
-@task(name="kept", result=LocalResult(location=KEPT), checkpoint=True)
+@task(name="kept", result=LocalResult(dir=KEPT_DIR, location=KEPT), checkpoint=True)
 def kept(label: object) -> object:
     return 0.01 * label  # type: ignore[operator]
 
@@ -36,7 +37,7 @@ def lose(value: object, label: object, lose_file_on: object) -> None:
     if label == lose_file_on:
         import prefect
 
-        os.remove(KEPT.format(parameters=prefect.context.parameters))
+        os.remove(os.path.join(KEPT_DIR, KEPT.format(parameters=prefect.context.parameters)))
 
 
 with Flow("ledger") as flow:
