@@ -230,3 +230,11 @@ def test_flowc_run_refuses_resume_and_timeout_for_a_prefect3_spec_at_its_target(
     assert flowc("generate", "specs/fan_in3.yaml", cwd=project).returncode == 0
     fresh = flowc("run", "specs/fan_in3.yaml", "--fresh", cwd=project)
     assert fresh.returncode == 1 and f"no Prefect 3 interpreter {missing!r}" in fresh.stderr, fresh.stderr
+
+
+def test_a_local_prefect3_run_names_each_child_by_its_step_or_its_point() -> None:
+    from compiler.targets.prefect3.local import child_alias
+
+    assert child_alias("scan3", {"name": "scan3.total", "deployment": "total"}) == "total"
+    assert child_alias("scan3", {"name": "scaled[value=1.0]", "deployment": "scale"}) == "scaled[value=1.0]"
+    assert child_alias("scan3", {"name": None, "deployment": "scale"}) == "scale"

@@ -156,10 +156,7 @@ def _run(project: Project, plan: Any, overrides: dict[str, Any], python: str) ->
         server.stop()
     children = []
     for child in described["children"]:
-        # `<composite>.<alias>`, or a scan point's own name (`<alias>[param=value, ...]`).
-        name = child.get("name") or ""
-        alias = name[len(plan.name) + 1 :] if name.startswith(plan.name + ".") else name or child.get("deployment")
-        children.append({"alias": alias, **child})
+        children.append({"alias": child_alias(plan.name, child), **child})
     return {
         "state": described["state"],
         "ok": described["state"] == "COMPLETED",
@@ -169,6 +166,15 @@ def _run(project: Project, plan: Any, overrides: dict[str, Any], python: str) ->
         "children": children,
         "logs": project.relative(scratch),
     }
+
+
+def child_alias(composite: str, child: dict[str, Any]) -> str | None:
+    """The step a child run belongs to, from its run name: `<composite>.<alias>`, or a scan
+    point's own name (`<alias>[param=value, ...]`), which is shown whole."""
+    name = child.get("name") or ""
+    if name.startswith(composite + "."):
+        return name[len(composite) + 1 :]
+    return name or child.get("deployment")
 
 
 def _source_file(root: Path, target: str) -> Path | None:
