@@ -17,6 +17,7 @@ from compiler.targets import DEFAULT_TARGET, effective_target
 
 if TYPE_CHECKING:
     from compiler.plan import Plan
+    from compiler.sourcemap import Loaded
 
 SAFE_SPEC_PATH = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_./-]*\.ya?ml\Z")
 
@@ -43,12 +44,14 @@ def compile_spec(
     entries: Mapping[str, Any] | None = None,
     default_target: str = DEFAULT_TARGET,
     digest: str | None = None,
+    loaded: Loaded | None = None,
 ) -> dict[str, str]:
     """Compile one spec into {"<name>/<file>": text}; raises CompileError listing every problem.
 
     `spec_path` is the spec's path relative to the project root, as it appears in headers;
     `default_target` is the project's `[tool.flowc] target`, which a spec's `target:` overrides;
-    `digest`, when the caller computed it already, is the spec's spec_digest (saves a YAML load).
+    `digest`, when the caller computed it already, is the spec's spec_digest (saves a YAML load);
+    `loaded`, sourcemap.load_once(text, spec_path) when the caller parsed the spec already.
     """
     from compiler import targets
     from compiler.planner import build_plan
@@ -57,7 +60,7 @@ def compile_spec(
     _check_spec_path(spec_path)
     _check_target(default_target)
     with _no_cycle_collection():
-        parsed = parse_spec(text, spec_path)
+        parsed = parse_spec(text, spec_path, loaded)
         if digest is None:
             digest = spec_digest(text, spec_path, entries if entries is not None else lock_entries(lock), default_target)
         plan = build_plan(parsed, lock, digest)
@@ -89,7 +92,7 @@ PARALLEL_MIN_SPECS = 8
 JOBS_ENV = "FLOWC_JOBS"
 
 Compiled = Union[dict[str, str], list[Diagnostic]]
-_shared: tuple[Lock, Mapping[str, Any], str] | None = None  # what forked workers inherit
+_shared: tuple[Lock, Mapping[str, Any], str, Mapping[str, Loaded]] | None = None  # what forked workers inherit
 
 
 def compile_specs(
@@ -98,25 +101,28 @@ def compile_specs(
     entries: Mapping[str, Any],
     progress: Callable[[], None] | None = None,
     default_target: str = DEFAULT_TARGET,
+    loaded: Mapping[str, Loaded] | None = None,
 ) -> list[Compiled]:
     """compile_spec over many (text, spec_path[, digest]): files, or the diagnostics, per spec, in order.
 
     Specs compile independently, so with enough of them they are spread over the machine's
     cores (forked workers; `FLOWC_JOBS=1` turns that off). Each result is the same pure
     function of its spec whichever process computes it, so the output never depends on it.
-    `progress` is called once per compiled spec (a progress bar's tick).
+    `progress` is called once per compiled spec (a progress bar's tick); `loaded` holds the specs
+    the caller parsed already, by spec path (forked workers inherit it: nothing is pickled).
     """
     global _shared
     tick = progress or (lambda: None)
+    loaded = loaded or {}
     workers = _worker_count(len(specs))
     if workers <= 1:
-        return [_ticked(_compile_one(spec, lock, entries, default_target), tick) for spec in specs]
+        return [_ticked(_compile_one(spec, lock, entries, default_target, loaded), tick) for spec in specs]
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
     # Compile the first spec here: it imports black, jinja2 and pydantic once, before the fork.
-    first = _ticked(_compile_one(specs[0], lock, entries, default_target), tick)
-    _shared = (lock, entries, default_target)
+    first = _ticked(_compile_one(specs[0], lock, entries, default_target, loaded), tick)
+    _shared = (lock, entries, default_target, loaded)
     try:
         with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
             chunks = max(1, len(specs) // (workers * 8))
@@ -144,11 +150,17 @@ def _worker_count(specs: int) -> int:
 
 
 def _compile_one(
-    spec: tuple[str, str] | tuple[str, str, str], lock: Lock, entries: Mapping[str, Any], default_target: str
+    spec: tuple[str, str] | tuple[str, str, str],
+    lock: Lock,
+    entries: Mapping[str, Any],
+    default_target: str,
+    loaded: Mapping[str, Loaded],
 ) -> Compiled:
     text, spec_path, *digest = spec
     try:
-        return compile_spec(text, spec_path, lock, entries, default_target, digest[0] if digest else None)
+        return compile_spec(
+            text, spec_path, lock, entries, default_target, digest[0] if digest else None, loaded.get(spec_path)
+        )
     except CompileError as error:
         return list(error.diagnostics)
 

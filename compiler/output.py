@@ -10,6 +10,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from compiler.compile import compile_specs, spec_target
 from compiler.targets import GENERATED_FILES as TARGET_FILES
@@ -20,6 +21,9 @@ from compiler.lockfile import Lock
 from compiler.lockview import LockView
 from compiler.owned import owned_orphans, read_generated, unsafe_targets
 from compiler.rendercache import file_digest, record, record_spec, recorded, recorded_spec, spec_key
+
+if TYPE_CHECKING:
+    from compiler.sourcemap import Loaded
 
 ProgressHook = Callable[[int], Callable[[], None]]  # total stale specs -> a tick per compiled one
 
@@ -63,12 +67,13 @@ def build_tree(
     owners: dict[str, str] = {}
     context = view.context()
     sources: list[tuple[str, str, str | None, str]] = []  # (display, text, name, inputs digest)
+    loaded: dict[str, Loaded] = {}  # the specs parsed for their digest, kept for compiling
     for path in paths:
         display = project.relative(path)
         tree.specs += 1
         text = _read_spec(path, display, tree.diagnostics)
         if text is not None:
-            sources.append((display, text, *_name_and_digest(display, text, view, project.target, context)))
+            sources.append((display, text, *_name_and_digest(display, text, view, project.target, context, loaded)))
     # A name two specs claim is never taken as up to date: compiling both reports the clash.
     claimed = Counter(name for _, _, name, _ in sources)
     stale: list[tuple[str, str, str]] = []
@@ -81,7 +86,7 @@ def build_tree(
         else:
             stale.append((text, display, digest))
     tick = progress(len(stale)) if progress is not None and stale else None
-    compiled = compile_specs(stale, view.lock, view.entries(), tick, project.target) if stale else []
+    compiled = compile_specs(stale, view.lock, view.entries(), tick, project.target, loaded) if stale else []
     for (_, display, digest), files in zip(stale, compiled):
         if isinstance(files, list):
             tree.diagnostics.extend(files)
@@ -144,15 +149,20 @@ def _read_spec(path: Path, display: str, diagnostics: list[Diagnostic]) -> str |
 
 
 def _name_and_digest(
-    display: str, text: str, lock: LockView, target: str, context: str | None
+    display: str, text: str, lock: LockView, target: str, context: str | None, loaded: dict[str, Loaded]
 ) -> tuple[str | None, str]:
     """A spec's name (when plainly given) and inputs digest: from this machine's record of these
-    bytes (compiler.rendercache.spec_key) when it has one, else by parsing, then recorded."""
+    bytes (compiler.rendercache.spec_key) when it has one, else by parsing, then recorded. The
+    parse, with positions, goes into `loaded` for compiling: each stale spec is parsed once."""
     key = spec_key(display, text, context) if context is not None else None
     known = recorded_spec(key) if key is not None else None
     if known is not None:
         return known[1], known[0]
-    data = spec_data(text)
+    from compiler.sourcemap import load_once  # here: a warm check parses no YAML
+
+    loaded[display] = load_once(text, display)
+    parsed = loaded[display]
+    data = spec_data(text) if isinstance(parsed, CompileError) else parsed[0]
     name, digest = _fast_name(data), inputs_digest(display, data, lock.entries(), spec_target(data, target))
     if key is not None and data is not None:
         record_spec(key, digest, name)

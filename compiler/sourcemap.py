@@ -17,7 +17,7 @@ from compiler.yamlsafe import (  # bounds that keep hostile YAML cheap to reject
     Lines,
     SeveralDocumentsError,
     YamlLimitError,
-    compose_bounded,
+    compose_counting_aliases,
     expansion_problem,
 )
 
@@ -58,7 +58,7 @@ def load_yaml(text: str, path: str) -> tuple[Any, SourceMap]:
     if len(text.encode("utf-8", "surrogatepass")) > MAX_SPEC_BYTES:
         raise CompileError([Diagnostic(path, 1, 1, f"spec is larger than {MAX_SPEC_BYTES // 1024} KiB")])
     try:
-        root = compose_bounded(text)
+        root, aliases = compose_counting_aliases(text)
     except YamlLimitError as error:
         line, col = lines.at(error.mark)
         col = 1 if isinstance(error, SeveralDocumentsError) else col
@@ -78,7 +78,7 @@ def load_yaml(text: str, path: str) -> tuple[Any, SourceMap]:
         raise CompileError([Diagnostic(path, 1, 1, "YAML syntax: " + " ".join(str(error).split()))]) from None
     if root is None:
         raise CompileError([Diagnostic(path, 1, 1, "spec is empty")])
-    expansion = expansion_problem(root)
+    expansion = expansion_problem(root) if aliases else None
     if expansion is not None:
         message, mark = expansion
         line, col = lines.at(mark)
@@ -91,6 +91,18 @@ def load_yaml(text: str, path: str) -> tuple[Any, SourceMap]:
 
 
 _Lines = Lines  # positions are computed alike for specs and the lock
+
+Loaded = Union[tuple[Any, SourceMap], CompileError]  # load_yaml's result, or what it raised
+
+
+def load_once(text: str, path: str) -> Loaded:
+    """load_yaml's result or its error, kept so that the inputs digest (from the data) and the
+    spec's validation (data and positions) share one parse: for a document load_yaml accepts, its
+    data is what yaml.safe_load returns (fingerprint.spec_data, tests/test_fast_path.py)."""
+    try:
+        return load_yaml(text, path)
+    except CompileError as error:
+        return error
 
 
 _TOO_LONG = object()

@@ -20,7 +20,7 @@ from pydantic import (
 
 from compiler.diagnostics import CompileError, Diagnostic, did_you_mean
 from compiler.lockfile import SOURCE
-from compiler.sourcemap import MAX_DIAGNOSTICS, Path, SourceMap, _more, _shown, load_yaml
+from compiler.sourcemap import MAX_DIAGNOSTICS, Loaded, Path, SourceMap, _more, _shown, load_yaml
 from compiler.values import ValueRejected, normalize
 
 
@@ -268,9 +268,14 @@ class ParsedSpec:
     text: str
 
 
-def parse_spec(text: str, path: str) -> ParsedSpec:
-    """Parse and validate one spec; raises CompileError with every problem found."""
-    data, where = load_yaml(text, path)
+def parse_spec(text: str, path: str, loaded: Loaded | None = None) -> ParsedSpec:
+    """Parse and validate one spec; raises CompileError with every problem found.
+
+    `loaded`, when given, is sourcemap.load_once(text, path), already computed by the caller.
+    """
+    if isinstance(loaded, CompileError):
+        raise CompileError(list(loaded.diagnostics))
+    data, where = load_yaml(text, path) if loaded is None else loaded
     if not isinstance(data, dict):
         raise CompileError([where.at((), "a spec is a mapping with keys name, project_name, composing_flows")])
     try:

@@ -62,10 +62,16 @@ def compose_bounded(text: str) -> yaml.Node | None:
 
     Raises yaml.YAMLError for syntax errors and YamlLimitError past a bound.
     """
+    return compose_counting_aliases(text)[0]
+
+
+def compose_counting_aliases(text: str) -> tuple[yaml.Node | None, bool]:
+    """compose_bounded, and whether the document holds an alias: without one, the tree is the
+    nodes already counted, so expansion_problem has nothing to find."""
     if too_large(text):
         raise YamlLimitError(f"spec is larger than {MAX_SPEC_BYTES // 1024} KiB", None)
     try:
-        _check_bounds(_Parser, text)
+        aliases = _check_bounds(_Parser, text)
     except yaml.YAMLError as fast_error:
         if _Parser is yaml.SafeLoader:
             raise
@@ -78,19 +84,24 @@ def compose_bounded(text: str) -> yaml.Node | None:
         raise fast_error from None
     # Within the bounds, composing recurses at most MAX_DEPTH levels and builds at most
     # MAX_NODES nodes: libyaml can do it at its own speed.
-    return yaml.compose(text, Loader=_Parser)
+    return yaml.compose(text, Loader=_Parser), aliases
 
 
-def _check_bounds(loader: type[yaml.SafeLoader], text: str) -> None:
-    """Read the parser's events (no recursion, nothing kept) and stop at the first bound passed."""
+def _check_bounds(loader: type[yaml.SafeLoader], text: str) -> bool:
+    """Read the parser's events (no recursion, nothing kept) and stop at the first bound passed;
+    whether the document holds an alias."""
     parser = loader(text)
     depth = nodes = documents = 0
+    aliases = False
     try:
         while parser.check_event():
             event = parser.get_event()
             kind = type(event)
-            if kind is yaml.ScalarEvent or kind is yaml.AliasEvent:
+            if kind is yaml.ScalarEvent:
                 nodes += 1
+            elif kind is yaml.AliasEvent:
+                nodes += 1
+                aliases = True
             elif kind is yaml.MappingStartEvent or kind is yaml.SequenceStartEvent:
                 nodes += 1
                 depth += 1
@@ -106,6 +117,7 @@ def _check_bounds(loader: type[yaml.SafeLoader], text: str) -> None:
                 raise YamlLimitError(f"document has more than {MAX_NODES} values", event.start_mark)
     finally:
         parser.dispose()
+    return aliases
 
 
 def load_bounded(text: str) -> object:

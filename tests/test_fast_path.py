@@ -148,11 +148,11 @@ def test_comment_edit_keeps_the_fast_path_and_a_value_edit_leaves_it(project: Pa
 
 
 def test_a_warm_check_parses_no_spec_until_its_bytes_change(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import compiler.output as output
+    import compiler.sourcemap as sourcemap
 
     parsed: list[str] = []
-    parse = output.spec_data
-    monkeypatch.setattr(output, "spec_data", lambda text: parsed.append(text) or parse(text))
+    parse = sourcemap.load_once
+    monkeypatch.setattr(sourcemap, "load_once", lambda text, path: parsed.append(text) or parse(text, path))
     settings = find_project(project)
     tree = build_tree(settings, None, load_lock(settings))  # generate recorded each spec's bytes
     assert parsed == [] and tree.rendered == {} and tree.skipped == len(SPECS)
@@ -243,3 +243,24 @@ def test_orphaned_generated_project_fails_check(project: Path) -> None:
     result = flowc("check", cwd=project)
     assert result.returncode == 1
     assert "generated/fan_in/flow.py:1:1: error: no spec generates this file any more" in result.stderr
+
+
+ODD_DOCUMENTS = [
+    "a: &x [1, {b: 0x1F, c: 1_000}]\nd: *x\ne: !!str 5\n",
+    "a: [.5, 1e3, -0.0, .inf, ~, yes, 'é', \"\\u2028\"]\nb: {c: &y {d: [1]}, e: *y}\n",
+    "a: |\n  two\n  lines\nb: >-\n  folded\n  text\n",
+]
+
+
+@pytest.mark.parametrize("name", [*(spec.name for spec in SPECS), *range(len(ODD_DOCUMENTS))])
+def test_the_parse_with_positions_has_the_data_the_digest_is_taken_of(name: str | int) -> None:
+    """build_tree takes a stale spec's inputs digest from the parse it then compiles (one parse
+    a spec): for any document that parse accepts, its data must be the plain load's."""
+    from compiler.fingerprint import spec_data
+    from compiler.sourcemap import load_once
+
+    text = ODD_DOCUMENTS[name] if isinstance(name, int) else (SPECS[0].parent / name).read_text(encoding="utf-8")
+    loaded = load_once(text, "specs/x.yaml")
+    assert not isinstance(loaded, Exception), loaded
+    data = spec_data(text)
+    assert loaded[0] == data and json.dumps(loaded[0]) == json.dumps(data)
