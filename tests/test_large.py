@@ -440,13 +440,13 @@ def test_a_long_chain_validates_and_serializes_in_linear_time() -> None:
     flow = IndexedFlow("long")
     for upstream, downstream in zip(tasks, tasks[1:]):
         flow.add_edge(upstream, downstream, key="x")
-    started = time.perf_counter()
+    started = time.process_time()  # CPU, not wall: a loaded CI machine makes a process wait for a core
     flow.validate()
     order = flow.sorted_tasks()
-    elapsed = time.perf_counter() - started
+    elapsed = time.process_time() - started
     assert order == tuple(tasks)
     assert flow.root_tasks() == {tasks[0]} and flow.reference_tasks() == {tasks[-1]}
-    assert elapsed < 10.0, f"validate() of a {count}-task chain took {elapsed:.1f} s"
+    assert elapsed < 10.0, f"validate() of a {count}-task chain took {elapsed:.1f} s of CPU"
 
 
 def test_generated_module_runs_with_prefects_runner_from_the_sorted_order() -> None:

@@ -218,10 +218,10 @@ def test_tuple_default_is_captured_as_the_list_a_run_receives() -> None:
     ids=lambda raw: raw[:24],
 )
 def test_bad_p_values_are_rejected_quickly(raw: str, words: str) -> None:
-    start = time.monotonic()
+    start = time.process_time()  # CPU, not wall: a loaded CI machine makes a process wait for a core
     with pytest.raises(ValueError, match=words):
         parse_value(raw)
-    assert time.monotonic() - start < 1.5  # pydantic's first import is most of it
+    assert time.process_time() - start < 1.5  # pydantic's first import is most of it
 
 
 def test_p_alias_bomb_ends_with_exit_2_naming_the_parameter(project: Path) -> None:
