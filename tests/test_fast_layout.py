@@ -5,6 +5,7 @@ what black makes of it, and the examples need black for no statement at all."""
 from __future__ import annotations
 
 import dataclasses
+import keyword
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -163,7 +164,9 @@ def test_source_it_does_not_read_goes_to_black_whole() -> None:
 
 # Random expressions of the shapes flowc writes, split at random widths ---------------------------
 
-short_names = st.from_regex(r"[a-z][a-z0-9_]{0,12}", fullmatch=True)
+short_names = st.from_regex(r"[a-z][a-z0-9_]{0,12}", fullmatch=True).filter(
+    lambda name: not keyword.iskeyword(name)  # `if = []` is not Python
+)
 
 
 def _joined(items: list[str], magic: bool) -> str:
