@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 KILL_GRACE_S = float(os.environ.get("FLOWC_KILL_GRACE", "5"))
-# `off`: every child imports its source itself, never from a source server.
+# `off` (the default): every child imports its source itself; `on`: source servers.
 SOURCE_SERVERS_ENV = "FLOWC_SOURCE_SERVERS"
 SOURCE_WAIT_S = 2.0  # how long a child waits for a source server still importing its source
 

@@ -240,7 +240,9 @@ class Supervisor:
         self._children: list[ChildProcess] = []
         self._stopping: str | None = None
         self._log_names: set[str] = set()
-        servers = os.environ.get(SOURCE_SERVERS_ENV, "on")
+        # Off by default: at 1,000 scan points, two runs with them on lost a few points' children
+        # to SIGKILL (README, "Source servers"); opt in with FLOWC_SOURCE_SERVERS=on.
+        servers = os.environ.get(SOURCE_SERVERS_ENV, "off")
         if servers not in ("on", "off"):
             raise ValueError(f"{SOURCE_SERVERS_ENV}={servers!r}: expected on or off")
         self._source_servers = servers == "on"
