@@ -99,7 +99,7 @@ def test_quiet_still_prints_errors(project: Path) -> None:
 def test_verbose_says_what_was_skipped(project: Path) -> None:
     result = flowc("generate", "-v", cwd=project)
     assert result.returncode == 0, result.stderr
-    assert "up to date by their headers, not rendered" in result.stderr
+    assert "spec(s) taken from this machine's render cache, not rendered" in result.stderr
 
 
 # Colour -----------------------------------------------------------------------------------------
