@@ -60,6 +60,8 @@ class LockView:
 
     def context(self) -> str | None:
         """compiler.fingerprint.digest_context of the lock's entries and the project's target."""
+        if self._recorded is None:
+            self.entries()  # parses the lock, which records its context when it can
         if self._recorded is not None:
             return self._recorded[0]
         return digest_context(self.entries(), self.project.target)
@@ -87,4 +89,5 @@ class LockView:
         context = digest_context(self.entries(), self.project.target)
         if context is not None:
             record_lock(self._key, context, sources)
+            self._recorded = (context, sources)  # the context is not computed twice
 
